@@ -1,0 +1,76 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from tracing import __version__
+from tracing.api import problems
+from tracing.api.middleware import BodyLimit, RequestContext
+from tracing.api.routes import agencies, health, trace_requests
+from tracing.config import Settings, get_settings
+from tracing.db import create_engine, create_sessionmaker, current_revision, head_revision
+from tracing.logs import configure as configure_logging
+from tracing.security import TokenVerifier
+
+
+class DatabaseNotMigrated(RuntimeError):
+    pass
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+async def check_migrated(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        current, head = await current_revision(engine), head_revision()
+    finally:
+        await engine.dispose()
+    if current != head:
+        raise DatabaseNotMigrated(
+            f"the database is at migration {current or 'none'}, the code needs {head};"
+            " run `tracing migrate` first"
+        )
+
+
+def create_app(settings: Settings | None = None, *, check_migrations: bool = True) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if check_migrations:
+            await check_migrated(settings)
+        engine = create_engine(settings.database_url)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Firearms tracing service",
+        version=__version__,
+        description=(
+            "Trace requests for seized, found or surrendered firearms, forwarded and answered"
+            " between national contact points. Errors are application/problem+json (RFC 9457)."
+        ),
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    app.state.token_verifier = TokenVerifier(settings)
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(agencies.router)
+    app.include_router(trace_requests.router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)
+    return app

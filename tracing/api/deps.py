@@ -1,0 +1,61 @@
+"""FastAPI dependencies as Annotated aliases: the database session, the principal, role gates."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import structlog
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tracing.errors import Forbidden, Unauthorized
+from tracing.security import Principal, Role, TokenVerifier
+
+_bearer = HTTPBearer(auto_error=False, description="JWT issued for an agency user")
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    # Commands commit their own unit of work; whatever is left uncommitted is rolled back here.
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+async def _principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("a bearer token is required")
+    verifier: TokenVerifier = request.app.state.token_verifier
+    principal = await verifier.verify(credentials.credentials)
+    structlog.contextvars.bind_contextvars(subject=principal.subject, agency=principal.agency)
+    return principal
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+CurrentPrincipal = Annotated[Principal, Depends(_principal)]
+
+
+def _require(role: Role):  # noqa: ANN202 (a dependency factory)
+    async def gate(principal: CurrentPrincipal) -> Principal:
+        if not principal.has(role):
+            raise Forbidden(f"this needs the {role.value} role")
+        return principal
+
+    return gate
+
+
+AdminPrincipal = Annotated[Principal, Depends(_require(Role.admin))]
+IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag from a GET")]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Client-chosen key; a retry with the same key and body returns the original",
+    ),
+]

@@ -1,0 +1,101 @@
+"""Rendering every error as problem+json (RFC 9457), in one place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tracing.errors import ServiceUnavailable, TracingError
+
+PROBLEM_JSON = "application/problem+json"
+log = structlog.get_logger("tracing.api")
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"urn:tracing:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    errors = []
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ())]
+        errors.append({"field": ".".join(location), "message": error.get("msg", "invalid")})
+    return errors
+
+
+async def _tracing_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TracingError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return problem(exc.status, exc.title, exc.detail, slug=exc.slug, headers=headers, **exc.extra)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = _field_errors(exc)
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return problem(422, "Invalid request", summary or "invalid request", slug="validation", errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    titles = {
+        400: "Bad request",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Payload too large",
+        415: "Unsupported media type",
+    }
+    title = titles.get(exc.status_code, "Error")
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem(
+        exc.status_code,
+        title,
+        detail,
+        slug=title.lower().replace(" ", "-"),
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("database_unavailable", error=exc.__class__.__name__)
+    error = ServiceUnavailable("the database is unavailable; retry shortly")
+    return problem(503, error.title, error.detail, slug=error.slug, headers={"Retry-After": "5"})
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return await _database_unavailable(request, exc)
+    if isinstance(exc, OSError | ConnectionError):
+        return await _database_unavailable(request, exc)
+    log.exception("unhandled_error", error=exc.__class__.__name__)
+    return problem(500, "Internal error", "an unexpected error occurred", slug="internal")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(TracingError, _tracing_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
+    app.add_exception_handler(InterfaceError, _database_unavailable)
+    app.add_exception_handler(Exception, _unexpected)

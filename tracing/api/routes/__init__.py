@@ -1,0 +1,1 @@
+"""HTTP routes: parse, authorise, call into the domain, render."""

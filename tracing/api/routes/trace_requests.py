@@ -1,0 +1,128 @@
+"""Trace requests: submit, read, list, and every move of the workflow.
+
+The move routes (forward, acknowledge, answer, close) are generated from one factory: they differ
+only in the action and the body they accept; the rules live in the transition table.
+"""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
+
+from tracing.api.deps import CurrentPrincipal, IdempotencyKeyHeader, IfMatch, SessionDep
+from tracing.api.responses import problems
+from tracing.models.exchange import Action, ExchangeList, ExchangePublic
+from tracing.models.trace_request import (
+    AcknowledgeBody,
+    AnswerBody,
+    CloseBody,
+    ForwardBody,
+    State,
+    TraceRequest,
+    TraceRequestCreate,
+    TraceRequestList,
+    TraceRequestPublic,
+    to_public,
+)
+from tracing.models.types import CountryCode
+from tracing.workflow import queries, service
+
+router = APIRouter(prefix="/v1/trace-requests", tags=["trace requests"])
+
+
+async def _render(session: AsyncSession, request: TraceRequest, response: Response) -> TraceRequestPublic:
+    parties = await queries.parties_of(session, [request.id])
+    response.headers["ETag"] = service.etag(request.version)
+    response.headers["Location"] = f"/v1/trace-requests/{request.id}"
+    return to_public(request, parties[request.id])
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=TraceRequestPublic,
+    responses=problems(401, 403, 413, 422),
+)
+async def submit_trace_request(
+    body: TraceRequestCreate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    response: Response,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> TraceRequestPublic:
+    submitted = await service.submit(
+        session=session, principal=principal, body=body, idempotency_key=idempotency_key
+    )
+    if submitted.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return await _render(session, submitted.request, response)
+
+
+@router.get("", response_model=TraceRequestList, responses=problems(401, 422))
+async def list_trace_requests(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    state: State | None = None,
+    operation: Annotated[str | None, Query(max_length=64)] = None,
+    country: Annotated[CountryCode | None, Query(description="a party country")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> TraceRequestList:
+    filters = queries.ListFilters(state=state, operation=operation, country=country)
+    found, next_cursor = await queries.list_visible(session, principal, filters, limit=limit, cursor=cursor)
+    parties = await queries.parties_of(session, [r.id for r in found])
+    return TraceRequestList(items=[to_public(r, parties[r.id]) for r in found], next_cursor=next_cursor)
+
+
+@router.get("/{request_id}", response_model=TraceRequestPublic, responses=problems(401, 404, 422))
+async def get_trace_request(
+    request_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal, response: Response
+) -> TraceRequestPublic:
+    request = await queries.get_visible(session, principal, request_id)
+    return await _render(session, request, response)
+
+
+@router.get("/{request_id}/exchanges", response_model=ExchangeList, responses=problems(401, 404, 422))
+async def list_exchanges(
+    request_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+) -> ExchangeList:
+    exchanges = await queries.exchanges_of(session, principal, request_id)
+    return ExchangeList(items=[ExchangePublic.model_validate(e) for e in exchanges])
+
+
+def _move_route(action: Action, body_model: type[SQLModel], summary: str) -> None:
+    async def move(
+        request_id: uuid.UUID,
+        body: body_model,  # type: ignore[valid-type]
+        session: SessionDep,
+        principal: CurrentPrincipal,
+        response: Response,
+        if_match: IfMatch = None,
+    ) -> TraceRequestPublic:
+        request = await service.apply(
+            session=session,
+            principal=principal,
+            request_id=request_id,
+            action=action,
+            body=body,
+            if_match=if_match,
+        )
+        return await _render(session, request, response)
+
+    router.add_api_route(
+        f"/{{request_id}}/{action.value}",
+        move,
+        methods=["POST"],
+        name=f"{action.value}_trace_request",
+        summary=summary,
+        response_model=TraceRequestPublic,
+        responses=problems(401, 403, 404, 409, 412, 413, 422),
+    )
+
+
+_move_route(Action.forward, ForwardBody, "Forward to another country's contact point")
+_move_route(Action.acknowledge, AcknowledgeBody, "Acknowledge receipt (ITI); no state change")
+_move_route(Action.answer, AnswerBody, "Answer: traced, partially traced, not traced or declined")
+_move_route(Action.close, CloseBody, "Close with a resolution, or withdraw an open request")

@@ -1,0 +1,119 @@
+"""The `tracing` command: serve, migrate, demo data, tokens, the OpenAPI document."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from tracing.config import get_settings
+
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from tracing.db import upgrade
+
+    upgrade(get_settings().database_url)
+    print("database migrated to the latest revision")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tracing.api.app import create_app
+
+    if not args.no_migrate:
+        _migrate(args)
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from tracing.security import Role, issue_token
+
+    unknown = [r for r in args.role if r not in Role.__members__]
+    if unknown:
+        print(f"unknown role(s): {', '.join(unknown)}; known: {', '.join(Role)}", file=sys.stderr)
+        return 2
+    token = issue_token(
+        get_settings(),
+        subject=args.sub,
+        agency=args.agency,
+        country=args.country,
+        roles=args.role,
+        ttl_seconds=args.ttl,
+    )
+    print(token)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tracing.demo import load_demo
+
+    summary = asyncio.run(load_demo(get_settings()))
+    print(summary)
+    return 0
+
+
+def openapi_document() -> str:
+    from tracing.api.app import create_app
+    from tracing.config import Settings
+
+    app = create_app(Settings(database_url="sqlite+aiosqlite://"), check_migrations=False)
+    return json.dumps(app.openapi(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    document = openapi_document()
+    if args.check:
+        current = OPENAPI_PATH.read_text() if OPENAPI_PATH.exists() else ""
+        if current != document:
+            print(f"{OPENAPI_PATH} is out of date; run `tracing openapi`", file=sys.stderr)
+            return 1
+        return 0
+    OPENAPI_PATH.parent.mkdir(parents=True, exist_ok=True)
+    OPENAPI_PATH.write_text(document)
+    print(f"wrote {OPENAPI_PATH}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tracing", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP API (migrates first)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-migrate", action="store_true", help="do not run migrations first")
+    serve.set_defaults(handler=_serve)
+
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
+
+    token = commands.add_parser("token", help="print a signed JWT (development and tests)")
+    token.add_argument("--sub", required=True)
+    token.add_argument("--agency", required=True)
+    token.add_argument("--country", required=True)
+    token.add_argument("--role", action="append", required=True)
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.set_defaults(handler=_token)
+
+    demo = commands.add_parser("demo", help="load demo agencies and trace requests")
+    demo.set_defaults(handler=_demo)
+
+    openapi = commands.add_parser("openapi", help="write openapi/openapi.json")
+    openapi.add_argument("--check", action="store_true", help="fail if the file is out of date")
+    openapi.set_defaults(handler=_openapi)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""Settings read from TRACING_* environment variables, in one object."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRACING_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./tracing.db"
+
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    """PEM public key of an external identity provider (RS256 or ES256 tokens)."""
+    jwt_public_key_algorithm: Literal["RS256", "ES256"] = "RS256"
+    jwks_url: str | None = None
+    """JWKS endpoint of an external identity provider; keys are chosen by `kid`."""
+    jwt_issuer: str = "tracing-dev"
+    jwt_audience: str = "tracing"
+    jwt_leeway_seconds: int = 30
+
+    max_body_bytes: int = 1024 * 1024
+    max_page_size: int = 200
+    default_page_size: int = 50
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_default_secret_outside_development(self) -> Settings:
+        uses_public_keys = bool(self.jwt_public_key or self.jwks_url)
+        if self.env == "production":
+            if not uses_public_keys and (not self.jwt_secret or self.jwt_secret == DEVELOPMENT_JWT_SECRET):
+                raise ValueError(
+                    "TRACING_JWT_SECRET must be set to a real secret (or TRACING_JWT_PUBLIC_KEY /"
+                    " TRACING_JWKS_URL configured) when TRACING_ENV=production"
+                )
+            if self.jwt_secret and len(self.jwt_secret) < 32:
+                raise ValueError("TRACING_JWT_SECRET must be at least 32 characters")
+        elif not uses_public_keys and not self.jwt_secret:
+            self.jwt_secret = DEVELOPMENT_JWT_SECRET
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

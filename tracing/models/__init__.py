@@ -1,0 +1,7 @@
+"""SQLModel tables and the API's request/response schemas, one module per domain."""
+
+from tracing.models.agency import Agency
+from tracing.models.exchange import Exchange
+from tracing.models.trace_request import IdempotencyKey, TraceRequest, TraceRequestParty
+
+__all__ = ["Agency", "Exchange", "IdempotencyKey", "TraceRequest", "TraceRequestParty"]

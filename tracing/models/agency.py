@@ -1,0 +1,79 @@
+"""Agencies: national contact points and investigating agencies, one contact point per country."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Annotated
+
+import sqlalchemy as sa
+from pydantic import ConfigDict, HttpUrl, StringConstraints
+from sqlmodel import Column, Field, SQLModel
+
+from tracing.models.types import CountryCode, ShortText, UTCDateTime, enum_type, utcnow
+
+AgencyCode = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    ),
+]
+
+
+class AgencyKind(StrEnum):
+    contact_point = "contact_point"
+    investigating_agency = "investigating_agency"
+
+
+class AgencyBase(SQLModel):
+    name: str = Field(max_length=200)
+    kind: AgencyKind = Field(sa_type=enum_type(AgencyKind))
+    webhook_url: str | None = Field(default=None, max_length=2000)
+
+
+class AgencyCreate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: AgencyCode
+    name: ShortText
+    country: CountryCode
+    kind: AgencyKind
+    webhook_url: HttpUrl | None = None
+
+
+class AgencyUpdate(SQLModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ShortText | None = None
+    webhook_url: HttpUrl | None = None
+
+
+class Agency(AgencyBase, table=True):
+    __tablename__ = "agency"
+    __table_args__ = (
+        sa.Index(
+            "uq_agency_one_contact_point_per_country",
+            "country",
+            unique=True,
+            sqlite_where=sa.text("kind = 'contact_point'"),
+            postgresql_where=sa.text("kind = 'contact_point'"),
+        ),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    code: str = Field(max_length=64, unique=True)
+    country: str = Field(max_length=2, index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+
+
+class AgencyPublic(AgencyBase):
+    id: uuid.UUID
+    code: str
+    country: str
+    created_at: dt.datetime
+
+
+class AgencyList(SQLModel):
+    items: list[AgencyPublic]
+    next_cursor: str | None = None

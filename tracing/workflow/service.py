@@ -1,0 +1,256 @@
+"""Applying the workflow: submit a trace request, and apply any other move from the table.
+
+One command, one transaction: the new state, the exchange record and the party row are written
+together, and the state change is a compare-and-set on the request's version, so of two concurrent
+moves on one request exactly one succeeds; the other gets a Conflict.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel, select
+
+from tracing.agencies import contact_point_of
+from tracing.errors import Conflict, Forbidden, PreconditionFailed, Unprocessable
+from tracing.models.agency import Agency, AgencyKind
+from tracing.models.exchange import Action, Exchange
+from tracing.models.trace_request import (
+    AnswerBody,
+    CloseBody,
+    ForwardBody,
+    IdempotencyKey,
+    TraceRequest,
+    TraceRequestCreate,
+    TraceRequestParty,
+    columns_from_submission,
+)
+from tracing.models.types import utcnow
+from tracing.security import Principal
+from tracing.workflow.machine import holder_after, plan
+from tracing.workflow.queries import get_visible
+
+
+@dataclass(frozen=True)
+class Submitted:
+    request: TraceRequest
+    replayed: bool
+
+
+def body_digest(body: SQLModel) -> str:
+    canonical = json.dumps(
+        body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def submit(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    body: TraceRequestCreate,
+    idempotency_key: str | None,
+) -> Submitted:
+    transition = plan(Action.submit, None, principal)
+    digest = body_digest(body)
+    if idempotency_key is not None:
+        earlier = await _replay(session, principal, idempotency_key, digest)
+        if earlier is not None:
+            return Submitted(earlier, replayed=True)
+    await _check_requester(session, principal)
+
+    now = utcnow()
+    request = TraceRequest(
+        **columns_from_submission(body),
+        state=transition.target,
+        version=1,
+        holder_country=principal.country,
+        requesting_country=principal.country,
+        requesting_agency=principal.agency,
+        submitted_by=principal.subject,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(request)
+    try:
+        await session.flush()
+        session.add(TraceRequestParty(trace_request_id=request.id, country=principal.country))
+        session.add(_exchange(request, Action.submit, principal, None, body, now, seq=1))
+        if idempotency_key is not None:
+            session.add(
+                IdempotencyKey(
+                    agency=principal.agency,
+                    subject=principal.subject,
+                    key=idempotency_key,
+                    body_sha256=digest,
+                    trace_request_id=request.id,
+                    created_at=now,
+                )
+            )
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        if idempotency_key is None:
+            raise
+        earlier = await _replay(session, principal, idempotency_key, digest)
+        if earlier is None:
+            raise
+        return Submitted(earlier, replayed=True)
+    return Submitted(request, replayed=False)
+
+
+async def _replay(session: AsyncSession, principal: Principal, key: str, digest: str) -> TraceRequest | None:
+    """The request an earlier submission with this key created, if the body is the same."""
+    earlier = await session.get(IdempotencyKey, (principal.agency, principal.subject, key))
+    if earlier is None:
+        return None
+    if earlier.body_sha256 != digest:
+        raise Unprocessable(
+            "this Idempotency-Key was already used with a different body; use a new key for a new request"
+        )
+    return await _by_id(session, earlier.trace_request_id)
+
+
+async def _by_id(session: AsyncSession, request_id: uuid.UUID) -> TraceRequest | None:
+    statement = select(TraceRequest).where(TraceRequest.id == request_id)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def _check_requester(session: AsyncSession, principal: Principal) -> None:
+    statement = select(Agency).where(
+        sa.or_(
+            Agency.code == principal.agency,
+            sa.and_(Agency.country == principal.country, Agency.kind == AgencyKind.contact_point),
+        )
+    )
+    agencies = list((await session.execute(statement)).scalars())
+    own = next((a for a in agencies if a.code == principal.agency), None)
+    if own is None or own.country != principal.country:
+        raise Forbidden(f"agency {principal.agency} is not registered for country {principal.country}")
+    if not any(a.kind == AgencyKind.contact_point and a.country == principal.country for a in agencies):
+        raise Unprocessable(
+            f"no national contact point is registered for {principal.country};"
+            " an administrator must register one before requests can be submitted"
+        )
+
+
+async def apply(
+    *,
+    session: AsyncSession,
+    principal: Principal,
+    request_id: uuid.UUID,
+    action: Action,
+    body: SQLModel,
+    if_match: str | None = None,
+) -> TraceRequest:
+    """Apply one move from the transition table to a request, or raise why it is refused."""
+    request = await get_visible(session, principal, request_id)
+    if if_match is not None and not etag_matches(if_match, request.version):
+        raise PreconditionFailed(
+            f"the request has changed (now {etag(request.version)}); fetch it again",
+            extra={"state": request.state.value},
+        )
+    transition = plan(action, request, principal, body)
+    destination = body.to_country if isinstance(body, ForwardBody) else None
+    if destination is not None and await contact_point_of(session, destination) is None:
+        raise Unprocessable(f"no national contact point is registered for {destination}")
+
+    now = utcnow()
+    values: dict[str, Any] = {
+        "state": transition.target,
+        "version": request.version + 1,
+        "holder_country": holder_after(transition, request, destination),
+        "updated_at": now,
+        **_effects(action, body, now),
+    }
+    from_state = request.state
+    statement = (
+        sa.update(TraceRequest)
+        .where(TraceRequest.id == request.id, TraceRequest.version == request.version)
+        .values(**values)
+        .returning(TraceRequest)
+    )
+    updated = (
+        await session.execute(statement, execution_options={"populate_existing": True})
+    ).scalar_one_or_none()
+    if updated is None:
+        await session.rollback()
+        raise Conflict(
+            "the request was changed by another party at the same time; fetch it and retry",
+            extra={"state": from_state.value},
+        )
+    if destination is not None:
+        await _add_party(session, request.id, destination)
+    session.add(_exchange(updated, action, principal, from_state, body, now, seq=values["version"]))
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise Conflict(
+            "the request was changed by another party at the same time; fetch it and retry"
+        ) from exc
+    return updated
+
+
+async def _add_party(session: AsyncSession, request_id: uuid.UUID, country: str) -> None:
+    known = await session.get(TraceRequestParty, (request_id, country))
+    if known is None:
+        session.add(TraceRequestParty(trace_request_id=request_id, country=country))
+
+
+def _effects(action: Action, body: SQLModel, now: dt.datetime) -> dict[str, Any]:
+    """The columns a move sets besides state, version and holder."""
+    if action is Action.forward:
+        return {"forwarded_at": now, "acknowledged_at": None}
+    if action is Action.acknowledge:
+        return {"acknowledged_at": now}
+    if action is Action.answer:
+        assert isinstance(body, AnswerBody)
+        return {"outcome": body.outcome, "outcome_reason": body.reason, "answered_at": now}
+    if action is Action.close:
+        assert isinstance(body, CloseBody)
+        return {"resolution": body.resolution, "closed_at": now}
+    return {}
+
+
+def _exchange(
+    request: TraceRequest,
+    action: Action,
+    principal: Principal,
+    from_state: Any,
+    body: SQLModel | None,
+    now: dt.datetime,
+    *,
+    seq: int,
+) -> Exchange:
+    payload = body.model_dump(mode="json") if body is not None else {}
+    return Exchange(
+        trace_request_id=request.id,
+        seq=seq,
+        action=action,
+        actor=principal.subject,
+        agency=principal.agency,
+        country=principal.country,
+        from_state=from_state.value if from_state is not None else None,
+        to_state=request.state.value,
+        to_country=getattr(body, "to_country", None),
+        at=now,
+        payload=payload,
+    )
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def etag_matches(if_match: str, version: int) -> bool:
+    candidates = [part.strip() for part in if_match.split(",")]
+    return any(candidate == "*" or candidate.removeprefix("W/") == etag(version) for candidate in candidates)
