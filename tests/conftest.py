@@ -24,6 +24,7 @@ import pytest
 from fastapi import FastAPI
 
 from tracing.api.app import create_app
+from tracing.audit.signing import generate_private_pem
 from tracing.config import Settings
 from tracing.db import upgrade
 from tracing.security import issue_token
@@ -34,6 +35,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 BACKENDS = [b for b in os.environ.get("TRACING_TEST_BACKENDS", "sqlite,postgresql").split(",") if b]
 RUN_ID = uuid.uuid4().hex[:8]
+TEST_SIGNING_KEY = generate_private_pem()
 _counter = itertools.count(1)
 
 
@@ -136,7 +138,13 @@ async def database_url(backend: str, templates: Templates, tmp_path: Path) -> As
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(database_url=database_url, env="development", jwt_secret=TEST_SECRET)
+    return Settings(
+        database_url=database_url,
+        env="development",
+        jwt_secret=TEST_SECRET,
+        signing_key=TEST_SIGNING_KEY,
+        checkpoint_interval_seconds=0,
+    )
 
 
 @pytest.fixture

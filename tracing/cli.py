@@ -59,6 +59,75 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _with_session(work):  # noqa: ANN001, ANN202 (a coroutine taking a session)
+    from tracing.db import create_engine, create_sessionmaker
+
+    engine = create_engine(get_settings().database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            return await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    from tracing.audit.log import verify_everything
+    from tracing.audit.signing import load_signer
+
+    public_pem = load_signer(get_settings()).public_pem
+    report = asyncio.run(_with_session(lambda session: verify_everything(session, public_pem)))
+    for chain_id, verification in sorted(report.broken.items(), key=lambda item: str(item[0])):
+        first = verification.first_invalid_seq
+        print(f"BROKEN chain {chain_id}: first invalid entry {first}: {verification.reason}")
+    for problem in report.checkpoint_problems:
+        print(f"BROKEN {problem}")
+    state = "all chains verify" if report.valid else "tampering detected"
+    print(f"{state}: {report.chains} chains, {report.entries} entries checked")
+    return 0 if report.valid else 1
+
+
+def _audit_checkpoint(args: argparse.Namespace) -> int:
+    from tracing.audit.log import create_checkpoint
+    from tracing.audit.signing import load_signer
+
+    signer = load_signer(get_settings())
+    checkpoint = asyncio.run(_with_session(lambda session: create_checkpoint(session, signer)))
+    print(f"checkpoint {checkpoint.id}: {checkpoint.size} chains, root {checkpoint.root}")
+    return 0
+
+
+def _audit_public_key(args: argparse.Namespace) -> int:
+    from tracing.audit.signing import load_signer
+
+    print(load_signer(get_settings()).public_pem, end="")
+    return 0
+
+
+def _audit_verify_bundle(args: argparse.Namespace) -> int:
+    from tracing.audit.bundle import verify_bundle
+
+    if args.public_key:
+        key_path = Path(args.public_key)
+        public_pem = key_path.read_text() if key_path.exists() else args.public_key
+    else:
+        from tracing.audit.signing import load_signer
+
+        public_pem = load_signer(get_settings()).public_pem
+    problems, payload = verify_bundle(Path(args.file).read_text(), public_pem)
+    for problem in problems:
+        print(f"INVALID {problem}")
+    if problems:
+        return 1
+    assert payload is not None
+    request = payload["trace_request"]
+    print(
+        f"bundle verifies: {request['reference']} ({request['state']}),"
+        f" {len(payload['exchanges'])} exchanges, {len(payload['audit']['entries'])} audit entries,"
+        f" checkpoint {'included' if payload.get('checkpoint') else 'none yet'}"
+    )
+    return 0
+
+
 def openapi_document() -> str:
     from tracing.api.app import create_app
     from tracing.config import Settings
@@ -103,6 +172,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="load demo agencies and trace requests")
     demo.set_defaults(handler=_demo)
+
+    audit = commands.add_parser("audit", help="verify the audit trail, sign checkpoints, check bundles")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    audit_commands.add_parser("verify", help="verify every chain and the latest checkpoint").set_defaults(
+        handler=_audit_verify
+    )
+    audit_commands.add_parser("checkpoint", help="sign a checkpoint over all chain heads now").set_defaults(
+        handler=_audit_checkpoint
+    )
+    audit_commands.add_parser("public-key", help="print the signing public key (PEM)").set_defaults(
+        handler=_audit_public_key
+    )
+    verify_bundle = audit_commands.add_parser("verify-bundle", help="verify an evidence bundle offline")
+    verify_bundle.add_argument("file", help="the bundle (compact JWS) as downloaded")
+    verify_bundle.add_argument("--public-key", help="PEM file (or PEM text) of the signing public key")
+    verify_bundle.set_defaults(handler=_audit_verify_bundle)
 
     openapi = commands.add_parser("openapi", help="write openapi/openapi.json")
     openapi.add_argument("--check", action="store_true", help="fail if the file is out of date")

@@ -27,6 +27,13 @@ class Settings(BaseSettings):
     jwt_audience: str = "tracing"
     jwt_leeway_seconds: int = 30
 
+    signing_key: str | None = None
+    """PEM EC P-256 private key that signs audit checkpoints and evidence bundles (ES256)."""
+    signing_key_file: str = "tracing-signing-key.pem"
+    """Where the key is read from when TRACING_SIGNING_KEY is unset (generated there in development)."""
+    checkpoint_interval_seconds: int = 3600
+    """How often `tracing serve` signs a checkpoint over all audit chain heads (0 turns it off)."""
+
     max_body_bytes: int = 1024 * 1024
     max_page_size: int = 200
     default_page_size: int = 50

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tracing import __version__
 from tracing.api import problems
 from tracing.api.middleware import BodyLimit, RequestContext
-from tracing.api.routes import agencies, health, trace_requests
+from tracing.api.routes import agencies, audit, health, trace_requests
+from tracing.audit.log import create_checkpoint
+from tracing.audit.signing import Signer, load_signer
 from tracing.config import Settings, get_settings
 from tracing.db import create_engine, create_sessionmaker, current_revision, head_revision
 from tracing.logs import configure as configure_logging
@@ -20,6 +26,22 @@ from tracing.security import TokenVerifier
 
 class DatabaseNotMigrated(RuntimeError):
     pass
+
+
+log = structlog.get_logger("tracing.audit")
+
+
+async def sign_checkpoints_periodically(
+    sessions: async_sessionmaker[AsyncSession], signer: Signer, interval_seconds: int
+) -> None:
+    while True:
+        await asyncio.sleep(interval_seconds)
+        try:
+            async with sessions() as session:
+                checkpoint = await create_checkpoint(session, signer)
+            log.info("checkpoint_signed", checkpoint=checkpoint.id, size=checkpoint.size)
+        except Exception as exc:  # keep signing later checkpoints whatever went wrong with this one
+            log.warning("checkpoint_failed", error=exc.__class__.__name__)
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -50,9 +72,20 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        checkpoints = None
+        if settings.checkpoint_interval_seconds > 0:
+            checkpoints = asyncio.create_task(
+                sign_checkpoints_periodically(
+                    app.state.sessionmaker, app.state.signer, settings.checkpoint_interval_seconds
+                )
+            )
         try:
             yield
         finally:
+            if checkpoints is not None:
+                checkpoints.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checkpoints
             await engine.dispose()
 
     app = FastAPI(
@@ -67,10 +100,12 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.signer = load_signer(settings)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(agencies.router)
     app.include_router(trace_requests.router)
+    app.include_router(audit.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

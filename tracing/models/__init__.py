@@ -1,7 +1,18 @@
 """SQLModel tables and the API's request/response schemas, one module per domain."""
 
 from tracing.models.agency import Agency
+from tracing.models.audit import AccessLogEntry, AuditCheckpoint, AuditEntry, AuditHead
 from tracing.models.exchange import Exchange
 from tracing.models.trace_request import IdempotencyKey, TraceRequest, TraceRequestParty
 
-__all__ = ["Agency", "Exchange", "IdempotencyKey", "TraceRequest", "TraceRequestParty"]
+__all__ = [
+    "AccessLogEntry",
+    "Agency",
+    "AuditCheckpoint",
+    "AuditEntry",
+    "AuditHead",
+    "Exchange",
+    "IdempotencyKey",
+    "TraceRequest",
+    "TraceRequestParty",
+]

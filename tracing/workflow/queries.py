@@ -18,13 +18,14 @@ from tracing.models.trace_request import State, TraceRequest, TraceRequestParty
 from tracing.security import Principal, Role
 
 
-def visible_to(principal: Principal) -> sa.ColumnElement[bool]:
+def visible_to(principal: Principal, *, auditing: bool = False) -> sa.ColumnElement[bool]:
     """The parties of a request: the requesting agency's investigators, and the contact points of
-    the requesting country and of every country the request was forwarded to."""
+    the requesting country and of every country the request was forwarded to. When `auditing`,
+    auditors of those countries too (they see audit trails, not the request itself)."""
     clauses: list[sa.ColumnElement[bool]] = []
     if principal.has(Role.investigator):
         clauses.append(TraceRequest.requesting_agency == principal.agency)
-    if principal.has(Role.contact_point):
+    if principal.has(Role.contact_point) or (auditing and principal.has(Role.auditor)):
         clauses.append(
             sa.exists().where(
                 TraceRequestParty.trace_request_id == TraceRequest.id,
@@ -34,8 +35,12 @@ def visible_to(principal: Principal) -> sa.ColumnElement[bool]:
     return sa.or_(*clauses) if clauses else sa.false()
 
 
-async def get_visible(session: AsyncSession, principal: Principal, request_id: uuid.UUID) -> TraceRequest:
-    statement = select(TraceRequest).where(TraceRequest.id == request_id, visible_to(principal))
+async def get_visible(
+    session: AsyncSession, principal: Principal, request_id: uuid.UUID, *, auditing: bool = False
+) -> TraceRequest:
+    statement = select(TraceRequest).where(
+        TraceRequest.id == request_id, visible_to(principal, auditing=auditing)
+    )
     request = (await session.execute(statement)).scalar_one_or_none()
     if request is None:
         raise NotFound(f"trace request {request_id} not found")
@@ -105,7 +110,9 @@ async def list_visible(
     return rows[:limit], next_cursor
 
 
-async def exchanges_of(session: AsyncSession, principal: Principal, request_id: uuid.UUID) -> list[Exchange]:
-    await get_visible(session, principal, request_id)
+async def exchanges_of(
+    session: AsyncSession, principal: Principal, request_id: uuid.UUID, *, auditing: bool = False
+) -> list[Exchange]:
+    await get_visible(session, principal, request_id, auditing=auditing)
     statement = select(Exchange).where(Exchange.trace_request_id == request_id).order_by(Exchange.seq)
     return list((await session.execute(statement)).scalars())

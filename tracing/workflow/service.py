@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, select
 
 from tracing.agencies import contact_point_of
+from tracing.audit import log as audit_log
 from tracing.errors import Conflict, Forbidden, PreconditionFailed, Unprocessable
 from tracing.models.agency import Agency, AgencyKind
 from tracing.models.exchange import Action, Exchange
@@ -83,7 +84,9 @@ async def submit(
     try:
         await session.flush()
         session.add(TraceRequestParty(trace_request_id=request.id, country=principal.country))
-        session.add(_exchange(request, Action.submit, principal, None, body, now, seq=1))
+        exchange = _exchange(request, Action.submit, principal, None, body, now, seq=1)
+        session.add(exchange)
+        await audit_log.append_exchange(session, exchange, new_chain=True)
         if idempotency_key is not None:
             session.add(
                 IdempotencyKey(
@@ -189,7 +192,9 @@ async def apply(
         )
     if destination is not None:
         await _add_party(session, request.id, destination)
-    session.add(_exchange(updated, action, principal, from_state, body, now, seq=values["version"]))
+    exchange = _exchange(updated, action, principal, from_state, body, now, seq=values["version"])
+    session.add(exchange)
+    await audit_log.append_exchange(session, exchange)
     try:
         await session.commit()
     except IntegrityError as exc:

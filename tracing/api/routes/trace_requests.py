@@ -7,12 +7,13 @@ only in the action and the body they accept; the rules live in the transition ta
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
 from tracing.api.deps import CurrentPrincipal, IdempotencyKeyHeader, IfMatch, SessionDep
 from tracing.api.responses import problems
+from tracing.audit import log as audit_log
 from tracing.models.exchange import Action, ExchangeList, ExchangePublic
 from tracing.models.trace_request import (
     AcknowledgeBody,
@@ -78,17 +79,20 @@ async def list_trace_requests(
 
 @router.get("/{request_id}", response_model=TraceRequestPublic, responses=problems(401, 404, 422))
 async def get_trace_request(
-    request_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal, response: Response
+    request_id: uuid.UUID, http: Request, session: SessionDep, principal: CurrentPrincipal, response: Response
 ) -> TraceRequestPublic:
     request = await queries.get_visible(session, principal, request_id)
-    return await _render(session, request, response)
+    rendered = await _render(session, request, response)
+    await audit_log.record_access(session, principal, request_id, "details", http.state.request_id)
+    return rendered
 
 
 @router.get("/{request_id}/exchanges", response_model=ExchangeList, responses=problems(401, 404, 422))
 async def list_exchanges(
-    request_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
+    request_id: uuid.UUID, http: Request, session: SessionDep, principal: CurrentPrincipal
 ) -> ExchangeList:
     exchanges = await queries.exchanges_of(session, principal, request_id)
+    await audit_log.record_access(session, principal, request_id, "exchanges", http.state.request_id)
     return ExchangeList(items=[ExchangePublic.model_validate(e) for e in exchanges])
 
 

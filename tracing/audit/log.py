@@ -1,0 +1,293 @@
+"""Writing and reading the audit trail: appends inside the caller's transaction, access records,
+signed checkpoints over all chain heads, and verification of one chain or of everything."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
+
+from tracing.audit.chain import (
+    GENESIS,
+    StoredEntry,
+    Verification,
+    canonical_bytes,
+    entry_hash,
+    head_leaf,
+    merkle_root,
+    verify_chain,
+)
+from tracing.audit.signing import SignatureInvalid, Signer, verify_jws
+from tracing.models.audit import AccessLogEntry, AuditCheckpoint, AuditEntry, AuditHead
+from tracing.models.exchange import Exchange
+from tracing.models.types import utcnow
+from tracing.security import Principal
+
+
+def exchange_content(exchange: Exchange) -> dict[str, Any]:
+    """What an audit entry of an exchange commits to: who, what, when, and the payload sent."""
+    return {
+        "exchange_seq": exchange.seq,
+        "actor": {"subject": exchange.actor, "agency": exchange.agency, "country": exchange.country},
+        "from_state": exchange.from_state,
+        "to_state": exchange.to_state,
+        "to_country": exchange.to_country,
+        "payload": exchange.payload,
+    }
+
+
+async def append(
+    session: AsyncSession,
+    *,
+    chain_id: uuid.UUID,
+    action: str,
+    at: dt.datetime,
+    content: dict[str, Any],
+    new_chain: bool = False,
+) -> AuditEntry:
+    """Append one entry to a chain in the caller's transaction (the caller commits).
+
+    The chain head row is locked (SELECT ... FOR UPDATE on PostgreSQL), so appends to one chain
+    are serialised while appends to different chains proceed side by side.
+    """
+    head = None
+    if not new_chain:
+        statement = select(AuditHead).where(AuditHead.chain_id == chain_id).with_for_update()
+        head = (await session.execute(statement)).scalar_one_or_none()
+    seq = head.seq + 1 if head is not None else 1
+    prev_hash = head.hash if head is not None else GENESIS
+    canonical = canonical_bytes(
+        {"chain": str(chain_id), "seq": seq, "action": action, "at": at.isoformat(), **content}
+    )
+    digest = entry_hash(chain_id, seq, prev_hash, canonical)
+    entry = AuditEntry(
+        chain_id=chain_id,
+        seq=seq,
+        action=action,
+        at=at,
+        prev_hash=prev_hash,
+        hash=digest,
+        canonical=canonical,
+    )
+    session.add(entry)
+    if head is None:
+        session.add(AuditHead(chain_id=chain_id, seq=seq, hash=digest, updated_at=at))
+    else:
+        head.seq, head.hash, head.updated_at = seq, digest, at
+    return entry
+
+
+async def append_exchange(
+    session: AsyncSession, exchange: Exchange, *, new_chain: bool = False
+) -> AuditEntry:
+    return await append(
+        session,
+        chain_id=exchange.trace_request_id,
+        action=exchange.action.value,
+        at=exchange.at,
+        content=exchange_content(exchange),
+        new_chain=new_chain,
+    )
+
+
+async def record_access(
+    session: AsyncSession, principal: Principal, request_id: uuid.UUID, what: str, http_request_id: str | None
+) -> None:
+    """Record that a party read a request's details (its own transaction)."""
+    session.add(
+        AccessLogEntry(
+            trace_request_id=request_id,
+            subject=principal.subject,
+            agency=principal.agency,
+            country=principal.country,
+            what=what,
+            request_id=http_request_id,
+        )
+    )
+    await session.commit()
+
+
+# ---- reading and verifying --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trail:
+    chain_id: uuid.UUID
+    entries: list[AuditEntry]
+    head: AuditHead | None
+    verification: Verification
+
+
+def _stored(entry: AuditEntry) -> StoredEntry:
+    return StoredEntry(entry.seq, bytes(entry.prev_hash), bytes(entry.hash), bytes(entry.canonical))
+
+
+async def trail(session: AsyncSession, chain_id: uuid.UUID) -> Trail:
+    statement = select(AuditEntry).where(AuditEntry.chain_id == chain_id).order_by(AuditEntry.seq)
+    entries = list((await session.execute(statement)).scalars())
+    head = await session.get(AuditHead, chain_id)
+    verification = verify_chain(
+        chain_id, (_stored(e) for e in entries), head=(head.seq, bytes(head.hash)) if head else (0, GENESIS)
+    )
+    if verification.valid:
+        verification = await _against_latest_checkpoint(session, chain_id, entries, verification)
+    return Trail(chain_id, entries, head, verification)
+
+
+async def _against_latest_checkpoint(
+    session: AsyncSession, chain_id: uuid.UUID, entries: list[AuditEntry], verification: Verification
+) -> Verification:
+    checkpoint = await latest_checkpoint(session)
+    if checkpoint is None:
+        return verification
+    recorded = next((h for h in checkpoint.heads if h[0] == str(chain_id)), None)
+    if recorded is None:
+        return verification
+    _, seq, hash_hex = recorded
+    if len(entries) < seq or bytes(entries[seq - 1].hash).hex() != hash_hex:
+        return Verification(
+            False,
+            verification.checked,
+            min(seq, len(entries) + 1),
+            f"the chain no longer contains entry {seq} as signed in checkpoint {checkpoint.id}",
+        )
+    return verification
+
+
+async def latest_checkpoint(session: AsyncSession) -> AuditCheckpoint | None:
+    statement = select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+def sorted_heads(heads: list[AuditHead]) -> list[AuditHead]:
+    return sorted(heads, key=lambda h: h.chain_id.bytes)
+
+
+async def create_checkpoint(session: AsyncSession, signer: Signer) -> AuditCheckpoint:
+    """Sign a Merkle root over every chain head, so deleting a whole chain or rolling the database
+    back is detectable later."""
+    heads = sorted_heads(list((await session.execute(select(AuditHead))).scalars()))
+    leaves = [head_leaf(h.chain_id, h.seq, bytes(h.hash)) for h in heads]
+    previous = await latest_checkpoint(session)
+    now = utcnow()
+    statement = {
+        "type": "tracing-audit-checkpoint/1",
+        "created_at": now.isoformat(),
+        "size": len(leaves),
+        "root": merkle_root(leaves).hex(),
+        "previous_root": previous.root if previous else None,
+    }
+    checkpoint = AuditCheckpoint(
+        created_at=now,
+        size=len(leaves),
+        root=statement["root"],
+        heads=[[str(h.chain_id), h.seq, bytes(h.hash).hex()] for h in heads],
+        signed=signer.sign(statement),
+    )
+    session.add(checkpoint)
+    await session.commit()
+    return checkpoint
+
+
+@dataclass
+class Report:
+    chains: int = 0
+    entries: int = 0
+    broken: dict[uuid.UUID, Verification] = field(default_factory=dict)
+    checkpoint_problems: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.broken and not self.checkpoint_problems
+
+
+async def _entries_by_chain(session: AsyncSession) -> AsyncIterator[tuple[uuid.UUID, list[StoredEntry]]]:
+    statement = (
+        select(AuditEntry).order_by(AuditEntry.chain_id, AuditEntry.seq).execution_options(yield_per=5000)
+    )
+    current: uuid.UUID | None = None
+    batch: list[StoredEntry] = []
+    async for entry in await session.stream_scalars(statement):
+        if entry.chain_id != current:
+            if current is not None:
+                yield current, batch
+            current, batch = entry.chain_id, []
+        batch.append(_stored(entry))
+    if current is not None:
+        yield current, batch
+
+
+async def verify_everything(session: AsyncSession, public_pem: str) -> Report:
+    """Every chain against its head, and the latest checkpoint against the chains."""
+    report = Report()
+    heads = {h.chain_id: h for h in (await session.execute(select(AuditHead))).scalars()}
+    hashes: dict[uuid.UUID, list[bytes]] = {}
+    async for chain_id, entries in _entries_by_chain(session):
+        head = heads.pop(chain_id, None)
+        verification = verify_chain(
+            chain_id, entries, head=(head.seq, bytes(head.hash)) if head else (0, GENESIS)
+        )
+        report.chains += 1
+        report.entries += verification.checked
+        hashes[chain_id] = [e.hash for e in entries]
+        if not verification.valid:
+            report.broken[chain_id] = verification
+    for chain_id, head in heads.items():  # heads whose entries are all gone
+        report.chains += 1
+        report.broken[chain_id] = Verification(False, 0, 1, f"all {head.seq} entries are missing")
+    checkpoint = await latest_checkpoint(session)
+    if checkpoint is not None:
+        report.checkpoint_problems = check_checkpoint(checkpoint, hashes, public_pem)
+    return report
+
+
+def check_checkpoint(
+    checkpoint: AuditCheckpoint, hashes: dict[uuid.UUID, list[bytes]], public_pem: str
+) -> list[str]:
+    problems = []
+    try:
+        statement = verify_jws(checkpoint.signed, public_pem)
+    except SignatureInvalid as exc:
+        return [f"checkpoint {checkpoint.id}: {exc}"]
+    leaves = [head_leaf(uuid.UUID(c), s, bytes.fromhex(h)) for c, s, h in checkpoint.heads]
+    if statement.get("root") != merkle_root(leaves).hex() or statement.get("root") != checkpoint.root:
+        problems.append(f"checkpoint {checkpoint.id}: the stored heads do not match the signed root")
+    for chain, seq, hash_hex in checkpoint.heads:
+        chain_hashes = hashes.get(uuid.UUID(chain), [])
+        if not chain_hashes:
+            problems.append(f"checkpoint {checkpoint.id}: chain {chain} is missing")
+        elif len(chain_hashes) < seq or chain_hashes[seq - 1].hex() != hash_hex:
+            problems.append(
+                f"checkpoint {checkpoint.id}: chain {chain} no longer holds entry {seq} as signed"
+            )
+    return problems
+
+
+async def access_log(
+    session: AsyncSession,
+    *,
+    visible: sa.ColumnElement[bool],
+    request_id: uuid.UUID | None,
+    limit: int,
+    before: int | None,
+) -> list[AccessLogEntry]:
+    from tracing.models.trace_request import TraceRequest
+
+    statement = (
+        select(AccessLogEntry)
+        .join(TraceRequest, TraceRequest.id == AccessLogEntry.trace_request_id)
+        .where(visible)
+        .order_by(AccessLogEntry.id.desc())
+        .limit(limit)
+    )
+    if request_id is not None:
+        statement = statement.where(AccessLogEntry.trace_request_id == request_id)
+    if before is not None:
+        statement = statement.where(AccessLogEntry.id < before)
+    return list((await session.execute(statement)).scalars())
