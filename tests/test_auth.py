@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jose import jwt
 
-from tests.conftest import TEST_SECRET, Tokens
+from tests.conftest import TEST_SECRET, TEST_SIGNING_KEY, Tokens
 from tracing.api.app import create_app
 from tracing.config import Settings
 
@@ -116,7 +116,10 @@ async def test_public_key_deployment_accepts_es256_and_refuses_hmac_forgeries(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
     settings = Settings(
-        database_url=database_url, jwt_public_key=public_pem, jwt_public_key_algorithm="ES256"
+        database_url=database_url,
+        jwt_public_key=public_pem,
+        jwt_public_key_algorithm="ES256",
+        signing_key=TEST_SIGNING_KEY,
     )
     good = jwt.encode(_claims(), private_pem, algorithm="ES256")
     assert (await _get_with(settings, good)).status_code == 200

@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if check_migrations:
             await check_migrated(settings)
+        app.state.signer = load_signer(settings)
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
@@ -100,7 +101,6 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
-    app.state.signer = load_signer(settings)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(agencies.router)
