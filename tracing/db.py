@@ -23,7 +23,7 @@ ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
     if database_url.startswith("sqlite"):
         engine = create_async_engine(
-            database_url, connect_args={"timeout": 30}, pool_size=5, max_overflow=10, **kwargs
+            database_url, **({"connect_args": {"timeout": 30}, "pool_size": 5, "max_overflow": 10} | kwargs)
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -35,7 +35,9 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
+    return create_async_engine(
+        database_url, **({"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True} | kwargs)
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
