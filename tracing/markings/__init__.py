@@ -1,0 +1,1 @@
+"""Firearm markings: pure normalisation of serials and manufacturer names, and the manufacturer table."""
