@@ -142,3 +142,44 @@ def test_production_refuses_the_default_secret() -> None:
     with pytest.raises(ValueError, match="TRACING_JWT_SECRET"):
         Settings(env="production")
     assert Settings(env="production", jwt_secret="s" * 40).jwt_secret == "s" * 40
+
+
+async def test_jwks_deployment_picks_the_key_by_kid_and_refuses_unknown_kids(
+    ec_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    from jose import jwk
+
+    from tracing.security import TokenVerifier
+
+    public_pem = (
+        ec_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    private_pem = ec_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_jwk = {**jwk.construct(public_pem, "ES256").to_dict(), "kid": "idp-2026", "use": "sig"}
+    fetches = []
+
+    def identity_provider(request: httpx.Request) -> httpx.Response:
+        fetches.append(request.url)
+        return httpx.Response(200, json={"keys": [public_jwk]})
+
+    settings = Settings(jwks_url="https://idp.test/jwks", jwt_public_key_algorithm="ES256")
+    http = httpx.AsyncClient(transport=httpx.MockTransport(identity_provider))
+    verifier = TokenVerifier(settings, http=http)
+    good = jwt.encode(_claims(), private_pem, algorithm="ES256", headers={"kid": "idp-2026"})
+    principal = await verifier.verify(good)
+    assert (principal.agency, principal.country) == ("NE-PJ", "NE")
+    await verifier.verify(good)
+    assert len(fetches) == 1  # cached
+
+    from tracing.errors import Unauthorized
+
+    unknown = jwt.encode(_claims(), private_pem, algorithm="ES256", headers={"kid": "stolen"})
+    with pytest.raises(Unauthorized, match="key id"):
+        await verifier.verify(unknown)
+    with pytest.raises(Unauthorized, match="not accepted"):
+        await verifier.verify(jwt.encode(_claims(), TEST_SECRET, algorithm="HS256"))
+    await http.aclose()

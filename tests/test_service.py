@@ -81,3 +81,21 @@ def test_cli_token_prints_a_jwt_the_service_accepts(tmp_path: Path) -> None:
     claims = jwt.get_unverified_claims(token)
     assert claims["roles"] == ["investigator", "contact_point"]
     assert claims["exp"] - claims["iat"] == 60
+
+
+async def test_demo_loads_agencies_and_requests_in_every_state(settings: Settings) -> None:
+    from sqlmodel import select
+
+    from tracing.db import create_engine, create_sessionmaker
+    from tracing.demo import load_demo
+    from tracing.models.trace_request import State, TraceRequest
+
+    assert "demo data loaded" in await load_demo(settings)
+    assert "not loaded" in await load_demo(settings)  # a second run changes nothing
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            states = set((await session.execute(select(TraceRequest.state))).scalars())
+    finally:
+        await engine.dispose()
+    assert states == set(State)
