@@ -170,3 +170,10 @@ async def test_concurrent_retries_with_one_key_create_one_request(
 async def test_invalid_idempotency_key_is_422(client: httpx.AsyncClient, tokens: Tokens, world: None) -> None:
     headers = {**tokens.investigator, "Idempotency-Key": "x" * 300}
     assert (await client.post("/v1/trace-requests", json=submission(), headers=headers)).status_code == 422
+
+
+async def test_wrong_role_is_403_even_with_an_invalid_body(
+    client: httpx.AsyncClient, tokens: Tokens, world: None
+) -> None:
+    response = await client.post("/v1/trace-requests", json={"nonsense": True}, headers=tokens.ncp("NE"))
+    assert response.status_code == 403

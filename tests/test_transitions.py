@@ -86,7 +86,8 @@ async def test_only_the_holder_may_answer(client: httpx.AsyncClient, tokens: Tok
     await client.post(url(submitted, "forward"), json={"to_country": "RU"}, headers=tokens.ncp("NE"))
     answer = {"outcome": "traced", "findings": "x"}
     by_requester = await client.post(url(submitted, "answer"), json=answer, headers=tokens.ncp("NE"))
-    assert by_requester.status_code == 403
+    assert by_requester.status_code == 409
+    assert "held by RU" in by_requester.json()["detail"]
     by_investigator = await client.post(url(submitted, "answer"), json=answer, headers=tokens.investigator)
     assert by_investigator.status_code == 403
 
@@ -178,4 +179,4 @@ async def test_answer_after_reforward_goes_back_to_requester_and_keeps_parties(
     ru_view = await client.get(url(submitted), headers=tokens.ncp("RU"))
     assert ru_view.status_code == 200
     again = await client.post(url(submitted, "forward"), json={"to_country": "BJ"}, headers=tokens.ncp("RU"))
-    assert again.status_code == 403
+    assert again.status_code == 409

@@ -93,3 +93,15 @@ async def test_list_pages_with_cursor_without_repeats_and_filters(
     assert bad_cursor.status_code == 422
     too_big = await client.get("/v1/trace-requests", params={"limit": 10_000}, headers=tokens.ncp("NE"))
     assert too_big.status_code == 422
+
+
+async def test_contact_point_role_for_an_unregistered_agency_sees_nothing(
+    client: httpx.AsyncClient, tokens: Tokens, submitted: dict
+) -> None:
+    base = f"/v1/trace-requests/{submitted['id']}"
+    impostor = tokens.headers("NE-PJ", "NE", "contact_point")  # a real agency, but not NE's contact point
+    assert (await client.get(base, headers=impostor)).status_code == 404
+    assert (
+        await client.post(f"{base}/forward", json={"to_country": "RU"}, headers=impostor)
+    ).status_code == 404
+    assert (await client.get("/v1/trace-requests", headers=impostor)).json()["items"] == []

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import weakref
+
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
@@ -32,6 +35,35 @@ async def create(*, session: AsyncSession, body: AgencyCreate) -> Agency:
 async def contact_point_of(session: AsyncSession, country: str) -> Agency | None:
     statement = select(Agency).where(Agency.country == country, Agency.kind == AgencyKind.contact_point)
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+# An agency's code, country and kind never change once registered, and agencies are never removed,
+# so "is registered" answers are cached (per database) once they are yes; a no is always re-read.
+_registered: weakref.WeakKeyDictionary[Engine, set[tuple[str, str, str]]] = weakref.WeakKeyDictionary()
+
+
+async def is_registered(
+    session: AsyncSession, *, code: str, country: str, kind: AgencyKind | None = None
+) -> bool:
+    known = _registered.setdefault(session.get_bind(), set())
+    if any(c == code and k_country == country and kind in (None, k) for c, k_country, k in known):
+        return True
+    agency = (await session.execute(select(Agency).where(Agency.code == code))).scalar_one_or_none()
+    if agency is None:
+        return False
+    known.add((agency.code, agency.country, agency.kind))
+    return agency.country == country and kind in (None, agency.kind)
+
+
+async def has_contact_point(session: AsyncSession, country: str) -> bool:
+    known = _registered.setdefault(session.get_bind(), set())
+    if any(c == country and k == AgencyKind.contact_point for _, c, k in known):
+        return True
+    agency = await contact_point_of(session, country)
+    if agency is None:
+        return False
+    known.add((agency.code, agency.country, agency.kind))
+    return True
 
 
 async def get(*, session: AsyncSession, code: str) -> Agency:

@@ -99,7 +99,7 @@ def _audit_checkpoint(args: argparse.Namespace) -> int:
 def _audit_public_key(args: argparse.Namespace) -> int:
     from tracing.audit.signing import load_signer
 
-    print(load_signer(get_settings()).public_pem, end="")
+    print(load_signer(get_settings(), create=False).public_pem, end="")
     return 0
 
 
@@ -112,7 +112,7 @@ def _audit_verify_bundle(args: argparse.Namespace) -> int:
     else:
         from tracing.audit.signing import load_signer
 
-        public_pem = load_signer(get_settings()).public_pem
+        public_pem = load_signer(get_settings(), create=False).public_pem
     problems, payload = verify_bundle(Path(args.file).read_text(), public_pem)
     for problem in problems:
         print(f"INVALID {problem}")
@@ -196,8 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
+    from tracing.api.app import DatabaseNotMigrated
+    from tracing.audit.signing import SigningKeyMissing
+
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except ValidationError as exc:
+        problems = "; ".join(error["msg"] for error in exc.errors())
+        print(f"tracing: invalid configuration: {problems}", file=sys.stderr)
+    except (DatabaseNotMigrated, SigningKeyMissing, RuntimeError, FileNotFoundError) as exc:
+        print(f"tracing: {exc}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

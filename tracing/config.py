@@ -35,8 +35,6 @@ class Settings(BaseSettings):
     """How often `tracing serve` signs a checkpoint over all audit chain heads (0 turns it off)."""
 
     max_body_bytes: int = 1024 * 1024
-    max_page_size: int = 200
-    default_page_size: int = 50
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -35,9 +35,7 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(
-        database_url, **({"pool_size": 10, "max_overflow": 20, "pool_pre_ping": True} | kwargs)
-    )
+    return create_async_engine(database_url, **({"pool_size": 20, "max_overflow": 20} | kwargs))
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

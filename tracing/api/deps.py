@@ -48,6 +48,20 @@ def _require(role: Role):  # noqa: ANN202 (a dependency factory)
 
 
 AdminPrincipal = Annotated[Principal, Depends(_require(Role.admin))]
+
+
+def require_any_role(roles: frozenset[Role]):  # noqa: ANN201 (a dependency)
+    """Refuse callers with none of the roles before the body is parsed, so a wrong role is a 403
+    whatever the body holds."""
+
+    async def gate(principal: CurrentPrincipal) -> None:
+        if not principal.roles & roles:
+            names = ", ".join(sorted(role.value for role in roles))
+            raise Forbidden(f"this needs one of the roles: {names}")
+
+    return Depends(gate)
+
+
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag from a GET")]
 IdempotencyKeyHeader = Annotated[
     str | None,

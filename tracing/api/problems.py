@@ -78,7 +78,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database_unavailable", error=exc.__class__.__name__)
+    # The driver's own message ("database is locked", "connection refused"), never the statement
+    # or its parameters, which may hold case details.
+    original = getattr(exc, "orig", None) or exc
+    log.warning("database_unavailable", error=original.__class__.__name__, message=str(original)[:200])
     error = ServiceUnavailable("the database is unavailable; retry shortly")
     return problem(503, error.title, error.detail, slug=error.slug, headers={"Retry-After": "5"})
 

@@ -73,12 +73,17 @@ def generate_private_pem() -> str:
     ).decode()
 
 
-def load_signer(settings: Settings) -> Signer:
+def load_signer(settings: Settings, *, create: bool = True) -> Signer:
+    """The configured key; in development, one is generated and kept on first use when `create`."""
     if settings.signing_key:
         return Signer.from_private_pem(settings.signing_key)
     path = Path(settings.signing_key_file)
     if path.exists():
         return Signer.from_private_pem(path.read_text())
+    if not create:
+        raise SigningKeyMissing(
+            f"no evidence signing key: TRACING_SIGNING_KEY is unset and {path} does not exist"
+        )
     if settings.env == "production":
         raise SigningKeyMissing(
             "no evidence signing key: set TRACING_SIGNING_KEY (PEM, EC P-256) or provide"

@@ -149,8 +149,8 @@ def plan(action: Action, request: RequestView | None, principal: Principal, body
     """Choose the table row for this move, or raise why it is refused.
 
     Order: a caller without any role for the action gets 403; a (state, action) pair not in the
-    table gets 409 naming the current state; a caller outside the row's party rule gets 403; a
-    failed condition gets 409.
+    table gets 409 naming the current state; a contact point not holding the request gets 409; any
+    other caller outside the row's party rule gets 403; a failed condition gets 409.
     """
     allowed_roles = roles_for(action)
     if not principal.roles & allowed_roles:
@@ -164,15 +164,33 @@ def plan(action: Action, request: RequestView | None, principal: Principal, body
             f"cannot {action.value} a request in state {current}",
             extra={"state": current},
         )
-    if not principal.roles & transition.roles or (
-        request is not None and not transition.party.admits(principal, request)
-    ):
+    if not principal.roles & transition.roles:
         raise Forbidden(f"only {transition.party.description} may {action.value} it now")
+    if request is not None and not transition.party.admits(principal, request):
+        if transition.party is PartyRule.holder_contact_point:
+            # The holder changes as the request moves: not holding it now is a conflict with its
+            # current state (the usual fate of the loser of two concurrent moves), not a lack of rights.
+            raise Conflict(
+                f"the request is held by {request.holder_country}; only its contact point may"
+                f" {action.value} it in state {request.state.value}",
+                extra={"state": request.state.value},
+            )
+        raise Forbidden(f"only {transition.party.description} may {action.value} it")
     for condition in transition.conditions:
         reason = condition(request, principal, body) if request is not None else None
         if reason:
             raise Conflict(reason, extra={"state": source.value if source else "none"})
     return transition
+
+
+def acts_as_contact_point(transition: Transition, principal: Principal, request: RequestView) -> bool:
+    """Whether the move is made in the principal's capacity as a contact point (which its agency
+    must then be), rather than as an investigator of the requesting agency."""
+    if transition.party is PartyRule.requesting_agency:
+        return False
+    if transition.party is PartyRule.requesting_side:
+        return not PartyRule.requesting_agency.admits(principal, request)
+    return True
 
 
 def holder_after(transition: Transition, request: RequestView, destination: str | None) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from tracing.errors import NotFound, Unprocessable
+from tracing.models.agency import Agency, AgencyKind
 from tracing.models.exchange import Exchange
 from tracing.models.trace_request import State, TraceRequest, TraceRequestParty
 from tracing.security import Principal, Role
@@ -21,17 +22,26 @@ from tracing.security import Principal, Role
 def visible_to(principal: Principal, *, auditing: bool = False) -> sa.ColumnElement[bool]:
     """The parties of a request: the requesting agency's investigators, and the contact points of
     the requesting country and of every country the request was forwarded to. When `auditing`,
-    auditors of those countries too (they see audit trails, not the request itself)."""
+    auditors of those countries too (they see audit trails, not the request itself).
+
+    A contact point is the agency registered as its country's contact point: a token claiming the
+    role for another agency sees nothing."""
     clauses: list[sa.ColumnElement[bool]] = []
+    party_country = sa.exists().where(
+        TraceRequestParty.trace_request_id == TraceRequest.id,
+        TraceRequestParty.country == principal.country,
+    )
     if principal.has(Role.investigator):
         clauses.append(TraceRequest.requesting_agency == principal.agency)
-    if principal.has(Role.contact_point) or (auditing and principal.has(Role.auditor)):
-        clauses.append(
-            sa.exists().where(
-                TraceRequestParty.trace_request_id == TraceRequest.id,
-                TraceRequestParty.country == principal.country,
-            )
+    if principal.has(Role.contact_point):
+        registered = sa.exists().where(
+            Agency.code == principal.agency,
+            Agency.country == principal.country,
+            Agency.kind == AgencyKind.contact_point,
         )
+        clauses.append(sa.and_(registered, party_country))
+    if auditing and principal.has(Role.auditor):
+        clauses.append(party_country)
     return sa.or_(*clauses) if clauses else sa.false()
 
 

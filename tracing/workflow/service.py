@@ -19,10 +19,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel, select
 
-from tracing.agencies import contact_point_of
+from tracing import agencies
 from tracing.audit import log as audit_log
 from tracing.errors import Conflict, Forbidden, PreconditionFailed, Unprocessable
-from tracing.models.agency import Agency, AgencyKind
+from tracing.models.agency import AgencyKind
 from tracing.models.exchange import Action, Exchange
 from tracing.models.trace_request import (
     AnswerBody,
@@ -36,14 +36,17 @@ from tracing.models.trace_request import (
 )
 from tracing.models.types import utcnow
 from tracing.security import Principal
-from tracing.workflow.machine import holder_after, plan
-from tracing.workflow.queries import get_visible
+from tracing.workflow.machine import acts_as_contact_point, holder_after, plan
+from tracing.workflow.queries import get_visible, parties_of
 
 
 @dataclass(frozen=True)
-class Submitted:
+class Result:
+    """A request after a command, with its party countries (known without reading them back)."""
+
     request: TraceRequest
-    replayed: bool
+    parties: list[str] | None
+    replayed: bool = False
 
 
 def body_digest(body: SQLModel) -> str:
@@ -59,13 +62,9 @@ async def submit(
     principal: Principal,
     body: TraceRequestCreate,
     idempotency_key: str | None,
-) -> Submitted:
+) -> Result:
     transition = plan(Action.submit, None, principal)
     digest = body_digest(body)
-    if idempotency_key is not None:
-        earlier = await _replay(session, principal, idempotency_key, digest)
-        if earlier is not None:
-            return Submitted(earlier, replayed=True)
     await _check_requester(session, principal)
 
     now = utcnow()
@@ -82,7 +81,7 @@ async def submit(
     )
     session.add(request)
     try:
-        await session.flush()
+        await session.flush()  # the rows below refer to it, and the unit of work only orders by relationships
         session.add(TraceRequestParty(trace_request_id=request.id, country=principal.country))
         exchange = _exchange(request, Action.submit, principal, None, body, now, seq=1)
         session.add(exchange)
@@ -101,13 +100,14 @@ async def submit(
         await session.commit()
     except IntegrityError:
         await session.rollback()
+        # A retry with the same Idempotency-Key collides on its primary key: answer with the original.
         if idempotency_key is None:
             raise
         earlier = await _replay(session, principal, idempotency_key, digest)
         if earlier is None:
             raise
-        return Submitted(earlier, replayed=True)
-    return Submitted(request, replayed=False)
+        return Result(earlier, parties=None, replayed=True)
+    return Result(request, parties=[principal.country])
 
 
 async def _replay(session: AsyncSession, principal: Principal, key: str, digest: str) -> TraceRequest | None:
@@ -128,17 +128,9 @@ async def _by_id(session: AsyncSession, request_id: uuid.UUID) -> TraceRequest |
 
 
 async def _check_requester(session: AsyncSession, principal: Principal) -> None:
-    statement = select(Agency).where(
-        sa.or_(
-            Agency.code == principal.agency,
-            sa.and_(Agency.country == principal.country, Agency.kind == AgencyKind.contact_point),
-        )
-    )
-    agencies = list((await session.execute(statement)).scalars())
-    own = next((a for a in agencies if a.code == principal.agency), None)
-    if own is None or own.country != principal.country:
+    if not await agencies.is_registered(session, code=principal.agency, country=principal.country):
         raise Forbidden(f"agency {principal.agency} is not registered for country {principal.country}")
-    if not any(a.kind == AgencyKind.contact_point and a.country == principal.country for a in agencies):
+    if not await agencies.has_contact_point(session, principal.country):
         raise Unprocessable(
             f"no national contact point is registered for {principal.country};"
             " an administrator must register one before requests can be submitted"
@@ -153,7 +145,7 @@ async def apply(
     action: Action,
     body: SQLModel,
     if_match: str | None = None,
-) -> TraceRequest:
+) -> Result:
     """Apply one move from the transition table to a request, or raise why it is refused."""
     request = await get_visible(session, principal, request_id)
     if if_match is not None and not etag_matches(if_match, request.version):
@@ -162,8 +154,14 @@ async def apply(
             extra={"state": request.state.value},
         )
     transition = plan(action, request, principal, body)
+    if acts_as_contact_point(transition, principal, request) and not await agencies.is_registered(
+        session, code=principal.agency, country=principal.country, kind=AgencyKind.contact_point
+    ):
+        raise Forbidden(
+            f"agency {principal.agency} is not the registered contact point of {principal.country}"
+        )
     destination = body.to_country if isinstance(body, ForwardBody) else None
-    if destination is not None and await contact_point_of(session, destination) is None:
+    if destination is not None and not await agencies.has_contact_point(session, destination):
         raise Unprocessable(f"no national contact point is registered for {destination}")
 
     now = utcnow()
@@ -190,8 +188,10 @@ async def apply(
             "the request was changed by another party at the same time; fetch it and retry",
             extra={"state": from_state.value},
         )
-    if destination is not None:
-        await _add_party(session, request.id, destination)
+    parties = (await parties_of(session, [request.id]))[request.id]
+    if destination is not None and destination not in parties:
+        session.add(TraceRequestParty(trace_request_id=request.id, country=destination))
+        parties.append(destination)
     exchange = _exchange(updated, action, principal, from_state, body, now, seq=values["version"])
     session.add(exchange)
     await audit_log.append_exchange(session, exchange)
@@ -202,13 +202,7 @@ async def apply(
         raise Conflict(
             "the request was changed by another party at the same time; fetch it and retry"
         ) from exc
-    return updated
-
-
-async def _add_party(session: AsyncSession, request_id: uuid.UUID, country: str) -> None:
-    known = await session.get(TraceRequestParty, (request_id, country))
-    if known is None:
-        session.add(TraceRequestParty(trace_request_id=request_id, country=country))
+    return Result(updated, parties=parties)
 
 
 def _effects(action: Action, body: SQLModel, now: dt.datetime) -> dict[str, Any]:

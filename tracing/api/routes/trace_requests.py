@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
-from tracing.api.deps import CurrentPrincipal, IdempotencyKeyHeader, IfMatch, SessionDep
+from tracing.api.deps import CurrentPrincipal, IdempotencyKeyHeader, IfMatch, SessionDep, require_any_role
 from tracing.api.responses import problems
 from tracing.audit import log as audit_log
 from tracing.models.exchange import Action, ExchangeList, ExchangePublic
@@ -29,15 +29,33 @@ from tracing.models.trace_request import (
 )
 from tracing.models.types import CountryCode
 from tracing.workflow import queries, service
+from tracing.workflow.machine import roles_for
 
 router = APIRouter(prefix="/v1/trace-requests", tags=["trace requests"])
 
 
-async def _render(session: AsyncSession, request: TraceRequest, response: Response) -> TraceRequestPublic:
-    parties = await queries.parties_of(session, [request.id])
-    response.headers["ETag"] = service.etag(request.version)
-    response.headers["Location"] = f"/v1/trace-requests/{request.id}"
-    return to_public(request, parties[request.id])
+async def _render(
+    session: AsyncSession,
+    request: TraceRequest,
+    *,
+    parties: list[str] | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """The request as JSON with its ETag. Serialised directly: the stored data was validated on the
+    way in, and validating a nested response again would cost more than the rest of a submit."""
+    if parties is None:
+        parties = (await queries.parties_of(session, [request.id]))[request.id]
+    return Response(
+        to_public(request, parties).model_dump_json(),
+        status_code=status_code,
+        media_type="application/json",
+        headers={
+            "ETag": service.etag(request.version),
+            "Location": f"/v1/trace-requests/{request.id}",
+            **(headers or {}),
+        },
+    )
 
 
 @router.post(
@@ -45,20 +63,24 @@ async def _render(session: AsyncSession, request: TraceRequest, response: Respon
     status_code=status.HTTP_201_CREATED,
     response_model=TraceRequestPublic,
     responses=problems(401, 403, 413, 422),
+    dependencies=[require_any_role(roles_for(Action.submit))],
 )
 async def submit_trace_request(
     body: TraceRequestCreate,
     session: SessionDep,
     principal: CurrentPrincipal,
-    response: Response,
     idempotency_key: IdempotencyKeyHeader = None,
-) -> TraceRequestPublic:
+) -> Response:
     submitted = await service.submit(
         session=session, principal=principal, body=body, idempotency_key=idempotency_key
     )
-    if submitted.replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    return await _render(session, submitted.request, response)
+    return await _render(
+        session,
+        submitted.request,
+        parties=submitted.parties,
+        status_code=status.HTTP_201_CREATED,
+        headers={"Idempotent-Replayed": "true"} if submitted.replayed else None,
+    )
 
 
 @router.get("", response_model=TraceRequestList, responses=problems(401, 422))
@@ -79,10 +101,10 @@ async def list_trace_requests(
 
 @router.get("/{request_id}", response_model=TraceRequestPublic, responses=problems(401, 404, 422))
 async def get_trace_request(
-    request_id: uuid.UUID, http: Request, session: SessionDep, principal: CurrentPrincipal, response: Response
-) -> TraceRequestPublic:
+    request_id: uuid.UUID, http: Request, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
     request = await queries.get_visible(session, principal, request_id)
-    rendered = await _render(session, request, response)
+    rendered = await _render(session, request)
     await audit_log.record_access(session, principal, request_id, "details", http.state.request_id)
     return rendered
 
@@ -102,10 +124,9 @@ def _move_route(action: Action, body_model: type[SQLModel], summary: str) -> Non
         body: body_model,  # type: ignore[valid-type]
         session: SessionDep,
         principal: CurrentPrincipal,
-        response: Response,
         if_match: IfMatch = None,
-    ) -> TraceRequestPublic:
-        request = await service.apply(
+    ) -> Response:
+        result = await service.apply(
             session=session,
             principal=principal,
             request_id=request_id,
@@ -113,7 +134,7 @@ def _move_route(action: Action, body_model: type[SQLModel], summary: str) -> Non
             body=body,
             if_match=if_match,
         )
-        return await _render(session, request, response)
+        return await _render(session, result.request, parties=result.parties)
 
     router.add_api_route(
         f"/{{request_id}}/{action.value}",
@@ -123,6 +144,7 @@ def _move_route(action: Action, body_model: type[SQLModel], summary: str) -> Non
         summary=summary,
         response_model=TraceRequestPublic,
         responses=problems(401, 403, 404, 409, 412, 413, 422),
+        dependencies=[require_any_role(roles_for(action))],
     )
 
 
