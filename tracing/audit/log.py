@@ -42,6 +42,13 @@ def exchange_content(exchange: Exchange) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Appended:
+    chain_id: uuid.UUID
+    seq: int
+    hash: bytes
+
+
 async def append(
     session: AsyncSession,
     *,
@@ -50,37 +57,48 @@ async def append(
     at: dt.datetime,
     content: dict[str, Any],
     new_chain: bool = False,
-) -> AuditEntry:
+) -> Appended:
     """Append one entry to a chain in the caller's transaction (the caller commits).
 
     The chain head row is locked (SELECT ... FOR UPDATE on PostgreSQL), so appends to one chain
-    are serialised while appends to different chains proceed side by side.
+    are serialised while appends to different chains proceed side by side. Plain statements
+    rather than ORM objects: this runs inside every command, and the ORM's bookkeeping would cost
+    more than the hashing.
     """
     head = None
     if not new_chain:
-        statement = select(AuditHead).where(AuditHead.chain_id == chain_id).with_for_update()
-        head = (await session.execute(statement)).scalar_one_or_none()
+        statement = (
+            sa.select(AuditHead.seq, AuditHead.hash).where(AuditHead.chain_id == chain_id).with_for_update()
+        )
+        head = (await session.execute(statement)).one_or_none()
     seq = head.seq + 1 if head is not None else 1
-    prev_hash = head.hash if head is not None else GENESIS
+    prev_hash = bytes(head.hash) if head is not None else GENESIS
     canonical = canonical_bytes(
         {"chain": str(chain_id), "seq": seq, "action": action, "at": at.isoformat(), **content}
     )
     digest = entry_hash(chain_id, seq, prev_hash, canonical)
-    entry = AuditEntry(
-        chain_id=chain_id,
-        seq=seq,
-        action=action,
-        at=at,
-        prev_hash=prev_hash,
-        hash=digest,
-        canonical=canonical,
+    await session.execute(
+        sa.insert(AuditEntry).values(
+            chain_id=chain_id,
+            seq=seq,
+            action=action,
+            at=at,
+            prev_hash=prev_hash,
+            hash=digest,
+            canonical=canonical,
+        )
     )
-    session.add(entry)
     if head is None:
-        session.add(AuditHead(chain_id=chain_id, seq=seq, hash=digest, updated_at=at))
+        await session.execute(
+            sa.insert(AuditHead).values(chain_id=chain_id, seq=seq, hash=digest, updated_at=at)
+        )
     else:
-        head.seq, head.hash, head.updated_at = seq, digest, at
-    return entry
+        await session.execute(
+            sa.update(AuditHead)
+            .where(AuditHead.chain_id == chain_id)
+            .values(seq=seq, hash=digest, updated_at=at)
+        )
+    return Appended(chain_id, seq, digest)
 
 
 async def append_exchange(
