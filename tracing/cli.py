@@ -72,10 +72,11 @@ async def _with_session(work):  # noqa: ANN001, ANN202 (a coroutine taking a ses
 
 def _audit_verify(args: argparse.Namespace) -> int:
     from tracing.audit.log import verify_everything
-    from tracing.audit.signing import load_signer
+    from tracing.audit.signing import load_signer, trusted_keys
 
-    public_pem = load_signer(get_settings()).public_pem
-    report = asyncio.run(_with_session(lambda session: verify_everything(session, public_pem)))
+    settings = get_settings()
+    public_pems = trusted_keys(settings, load_signer(settings, create=False))
+    report = asyncio.run(_with_session(lambda session: verify_everything(session, public_pems)))
     for chain_id, verification in sorted(report.broken.items(), key=lambda item: str(item[0])):
         first = verification.first_invalid_seq
         print(f"BROKEN chain {chain_id}: first invalid entry {first}: {verification.reason}")
@@ -97,9 +98,10 @@ def _audit_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _audit_public_key(args: argparse.Namespace) -> int:
-    from tracing.audit.signing import load_signer
+    from tracing.audit.signing import load_signer, trusted_keys
 
-    print(load_signer(get_settings(), create=False).public_pem, end="")
+    settings = get_settings()
+    print(trusted_keys(settings, load_signer(settings, create=False)), end="")
     return 0
 
 
@@ -110,9 +112,10 @@ def _audit_verify_bundle(args: argparse.Namespace) -> int:
         key_path = Path(args.public_key)
         public_pem = key_path.read_text() if key_path.exists() else args.public_key
     else:
-        from tracing.audit.signing import load_signer
+        from tracing.audit.signing import load_signer, trusted_keys
 
-        public_pem = load_signer(get_settings(), create=False).public_pem
+        settings = get_settings()
+        public_pem = trusted_keys(settings, load_signer(settings, create=False))
     problems, payload = verify_bundle(Path(args.file).read_text(), public_pem)
     for problem in problems:
         print(f"INVALID {problem}")
@@ -181,9 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit_commands.add_parser("checkpoint", help="sign a checkpoint over all chain heads now").set_defaults(
         handler=_audit_checkpoint
     )
-    audit_commands.add_parser("public-key", help="print the signing public key (PEM)").set_defaults(
-        handler=_audit_public_key
-    )
+    audit_commands.add_parser(
+        "public-key", help="print the signing public key (PEM), then those of earlier keys"
+    ).set_defaults(handler=_audit_public_key)
     verify_bundle = audit_commands.add_parser("verify-bundle", help="verify an evidence bundle offline")
     verify_bundle.add_argument("file", help="the bundle (compact JWS) as downloaded")
     verify_bundle.add_argument("--public-key", help="PEM file (or PEM text) of the signing public key")

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     jwt_public_key_algorithm: Literal["RS256", "ES256"] = "RS256"
     jwks_url: str | None = None
     """JWKS endpoint of an external identity provider; keys are chosen by `kid`."""
+    jwt_previous_secret: str | None = None
+    """During a rotation of TRACING_JWT_SECRET: the old secret, still accepted until tokens expire."""
     jwt_issuer: str = "tracing-dev"
     jwt_audience: str = "tracing"
     jwt_leeway_seconds: int = 30
@@ -31,10 +33,15 @@ class Settings(BaseSettings):
     """PEM EC P-256 private key that signs audit checkpoints and evidence bundles (ES256)."""
     signing_key_file: str = "tracing-signing-key.pem"
     """Where the key is read from when TRACING_SIGNING_KEY is unset (generated there in development)."""
+    signing_previous_public_keys_file: str | None = None
+    """PEM file with the public keys of earlier signing keys (after a rotation), so checkpoints and
+    bundles they signed still verify."""
     checkpoint_interval_seconds: int = 3600
     """How often `tracing serve` signs a checkpoint over all audit chain heads (0 turns it off)."""
 
     max_body_bytes: int = 1024 * 1024
+    rate_limit_per_minute: int = 600
+    """Requests a principal (agency and subject) may make per minute on one instance; 0 disables."""
     log_level: str = "INFO"
 
     @model_validator(mode="after")

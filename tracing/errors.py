@@ -13,10 +13,13 @@ class TracingError(Exception):
     title: str = "Bad request"
     slug: str = "bad-request"
 
-    def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, extra: dict[str, Any] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra or {}
+        self.headers = headers or {}
 
     @property
     def type_uri(self) -> str:
@@ -49,6 +52,10 @@ class PayloadTooLarge(TracingError):
 
 class Unprocessable(TracingError):
     status, title, slug = 422, "Unprocessable request", "unprocessable"
+
+
+class TooManyRequests(TracingError):
+    status, title, slug = 429, "Too many requests", "too-many-requests"
 
 
 class ServiceUnavailable(TracingError):

@@ -8,19 +8,22 @@ signed with the public key used as an HMAC secret).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 import httpx
-from jose import JWTError, jwt
+from jose import JWTError, jws, jwt
+from jose.exceptions import JOSEError
 
 from tracing.config import Settings
 from tracing.errors import Unauthorized
 from tracing.models.types import is_country_code
 
 MAX_TOKEN_BYTES = 8 * 1024
+_PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]*PUBLIC KEY-----.+?-----END [A-Z ]*PUBLIC KEY-----", re.DOTALL)
 JWKS_CACHE_SECONDS = 300
 
 
@@ -66,7 +69,7 @@ class TokenVerifier:
         algorithm = header.get("alg")
         if algorithm not in self.algorithms:
             raise Unauthorized(f"token algorithm {algorithm!r} is not accepted")
-        key = await self._key_for(header)
+        key = self._signing_key(token, await self._keys_for(header))
         try:
             claims = jwt.decode(
                 token,
@@ -86,10 +89,20 @@ class TokenVerifier:
             raise Unauthorized(f"bearer token rejected: {_reason(exc)}") from exc
         return principal_from_claims(claims)
 
-    async def _key_for(self, header: dict[str, Any]) -> Any:
+    def _signing_key(self, token: str, candidates: list[Any]) -> Any:
+        """The candidate key whose signature holds (several during a key rotation)."""
+        for key in candidates:
+            try:
+                jws.verify(token, key, algorithms=self.algorithms)
+            except JOSEError:
+                continue
+            return key
+        raise Unauthorized("bearer token rejected: signature verification failed")
+
+    async def _keys_for(self, header: dict[str, Any]) -> list[Any]:
         settings = self._settings
         if settings.jwt_public_key:
-            return settings.jwt_public_key
+            return _PEM_BLOCK.findall(settings.jwt_public_key) or [settings.jwt_public_key]
         if settings.jwks_url:
             kid = header.get("kid")
             keys = await self._jwks_keys(refresh=False)
@@ -97,8 +110,8 @@ class TokenVerifier:
                 keys = await self._jwks_keys(refresh=True)
             if kid not in keys:
                 raise Unauthorized("token key id is unknown")
-            return keys[kid]
-        return settings.jwt_secret
+            return [keys[kid]]
+        return [k for k in (settings.jwt_secret, settings.jwt_previous_secret) if k]
 
     async def _jwks_keys(self, *, refresh: bool) -> dict[str, Any]:
         fresh = time.monotonic() - self._jwks_fetched_at < JWKS_CACHE_SECONDS

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tracing import __version__
 from tracing.api import problems
 from tracing.api.middleware import BodyLimit, RequestContext
+from tracing.api.ratelimit import PrincipalRateLimit
 from tracing.api.routes import agencies, audit, health, trace_requests
 from tracing.audit.log import create_checkpoint
 from tracing.audit.signing import Signer, load_signer
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     )
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
+    app.state.rate_limit = PrincipalRateLimit(settings.rate_limit_per_minute)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(agencies.router)

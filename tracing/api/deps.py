@@ -31,6 +31,7 @@ async def _principal(
     verifier: TokenVerifier = request.app.state.token_verifier
     principal = await verifier.verify(credentials.credentials)
     structlog.contextvars.bind_contextvars(subject=principal.subject, agency=principal.agency)
+    request.app.state.rate_limit.check(principal)
     return principal
 
 

@@ -46,8 +46,10 @@ def _field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 async def _tracing_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TracingError)
-    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-    return problem(exc.status, exc.title, exc.detail, slug=exc.slug, headers=headers, **exc.extra)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else {}
+    return problem(
+        exc.status, exc.title, exc.detail, slug=exc.slug, headers={**headers, **exc.headers}, **exc.extra
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -24,10 +24,14 @@ _DESCRIPTIONS = {
     412: "If-Match names a stale ETag",
     413: "Request body too large",
     422: "Invalid request body or parameters",
+    429: "Too many requests from this principal; see Retry-After",
 }
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these statuses; an authenticated route (401) may also be rate limited."""
+    if 401 in statuses:
+        statuses = (*statuses, 429)
     return {
         status: {
             "model": Problem,

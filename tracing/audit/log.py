@@ -241,7 +241,7 @@ async def _entries_by_chain(session: AsyncSession) -> AsyncIterator[tuple[uuid.U
         yield current, batch
 
 
-async def verify_everything(session: AsyncSession, public_pem: str) -> Report:
+async def verify_everything(session: AsyncSession, public_pems: str) -> Report:
     """Every chain against its head, and the latest checkpoint against the chains."""
     report = Report()
     heads = {h.chain_id: h for h in (await session.execute(select(AuditHead))).scalars()}
@@ -261,16 +261,16 @@ async def verify_everything(session: AsyncSession, public_pem: str) -> Report:
         report.broken[chain_id] = Verification(False, 0, 1, f"all {head.seq} entries are missing")
     checkpoint = await latest_checkpoint(session)
     if checkpoint is not None:
-        report.checkpoint_problems = check_checkpoint(checkpoint, hashes, public_pem)
+        report.checkpoint_problems = check_checkpoint(checkpoint, hashes, public_pems)
     return report
 
 
 def check_checkpoint(
-    checkpoint: AuditCheckpoint, hashes: dict[uuid.UUID, list[bytes]], public_pem: str
+    checkpoint: AuditCheckpoint, hashes: dict[uuid.UUID, list[bytes]], public_pems: str
 ) -> list[str]:
     problems = []
     try:
-        statement = verify_jws(checkpoint.signed, public_pem)
+        statement = verify_jws(checkpoint.signed, public_pems)
     except SignatureInvalid as exc:
         return [f"checkpoint {checkpoint.id}: {exc}"]
     leaves = [head_leaf(uuid.UUID(c), s, bytes.fromhex(h)) for c, s, h in checkpoint.heads]

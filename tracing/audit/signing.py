@@ -10,6 +10,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,14 +98,39 @@ def load_signer(settings: Settings, *, create: bool = True) -> Signer:
     return Signer.from_private_pem(pem)
 
 
-def verify_jws(token: str, public_pem: str) -> dict[str, Any]:
-    """The signed payload, or SignatureInvalid saying why not."""
+_PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----", re.DOTALL)
+
+
+def keyring(public_pems: str) -> dict[str, str]:
+    """Key id -> PEM for every public key in a PEM text (one key, or several after rotations)."""
+    return {key_id(block): block + "\n" for block in _PEM_BLOCK.findall(public_pems)}
+
+
+def trusted_keys(settings: Settings, signer: Signer) -> str:
+    """The current public key and those of earlier signing keys, as one PEM text."""
+    pems = signer.public_pem
+    if settings.signing_previous_public_keys_file:
+        pems += Path(settings.signing_previous_public_keys_file).read_text()
+    return pems
+
+
+def verify_jws(token: str, public_pems: str) -> dict[str, Any]:
+    """The signed payload, or SignatureInvalid saying why not. `public_pems` may hold several keys;
+    the one named by the token's `kid` is used."""
     try:
         header = jws.get_unverified_header(token)
     except JOSEError as exc:
         raise SignatureInvalid(f"not a JWS: {exc}") from exc
     if header.get("alg") != ALGORITHM:
         raise SignatureInvalid(f"unexpected algorithm {header.get('alg')!r}; only {ALGORITHM} is accepted")
+    keys = keyring(public_pems)
+    if not keys:
+        raise SignatureInvalid("no public key given")
+    public_pem = keys.get(header.get("kid", ""))
+    if public_pem is None:
+        if len(keys) > 1:
+            raise SignatureInvalid(f"signed by key {header.get('kid')!r}, which is not among the given keys")
+        (public_pem,) = keys.values()
     try:
         payload = jws.verify(token, public_pem, algorithms=[ALGORITHM])
     except JOSEError as exc:

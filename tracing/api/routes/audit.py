@@ -12,6 +12,7 @@ from tracing.api.deps import CurrentPrincipal, SessionDep
 from tracing.api.responses import problems
 from tracing.audit import log as audit_log
 from tracing.audit.bundle import build_bundle, entry_json
+from tracing.audit.signing import trusted_keys
 from tracing.errors import Forbidden
 from tracing.models.audit import (
     AccessLogList,
@@ -94,8 +95,9 @@ async def create_checkpoint(
 
 @router.get("/v1/audit/public-key", response_class=PlainTextResponse)
 async def get_signing_public_key(request: Request) -> str:
-    """The PEM public key that verifies checkpoints and evidence bundles."""
-    return request.app.state.signer.public_pem
+    """The PEM public keys that verify checkpoints and evidence bundles: the current signing key
+    first, then those of earlier keys. Verifiers should also obtain them out of band."""
+    return trusted_keys(request.app.state.settings, request.app.state.signer)
 
 
 @router.get("/v1/audit/access-log", response_model=AccessLogList, responses=problems(401, 403, 422))
