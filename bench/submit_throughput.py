@@ -265,9 +265,10 @@ async def run(database: str, database_url: str, scratch: Path, args: argparse.Na
         env="development",
         jwt_secret=secrets.token_urlsafe(48),
         log_level=args.log_level,
-        # Keeps a development signing key, if this version of the app makes one, out of the working
-        # directory; settings this version does not know are ignored.
+        # Keeps the development signing key out of the working directory.
         signing_key_file=str(scratch / "signing-key.pem"),
+        checkpoint_interval_seconds=0,
+        rate_limit_per_minute=0,  # one principal sends every request here
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
