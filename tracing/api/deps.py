@@ -48,6 +48,16 @@ def _require(role: Role):  # noqa: ANN202 (a dependency factory)
 
 
 AdminPrincipal = Annotated[Principal, Depends(_require(Role.admin))]
+
+
+async def _operations_or_admin(principal: CurrentPrincipal) -> Principal:
+    if not (principal.has(Role.operations) or principal.has(Role.admin)):
+        raise Forbidden("this needs the operations or admin role")
+    return principal
+
+
+OperationsPrincipal = Annotated[Principal, Depends(_operations_or_admin)]
+"""Operations staff (counts only, never case details) or an administrator."""
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag from a GET")]
 IdempotencyKeyHeader = Annotated[
     str | None,
