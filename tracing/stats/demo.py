@@ -259,8 +259,10 @@ async def load_trigger_iii(sessions: async_sessionmaker[AsyncSession]) -> str:
     rng = random.Random(20171120)
     for plan in _plan(rng):
         seized_on = dt.date(2017, 11, 20) + dt.timedelta(days=rng.randint(0, 11))
+        # most requests are filed within the week; the rest as the cases are worked, up to six weeks on
+        days_later = rng.uniform(0.2, 6) if rng.random() < 0.6 else rng.uniform(7, 42)
         submitted_at = dt.datetime.combine(seized_on, dt.time(8), tzinfo=dt.UTC) + dt.timedelta(
-            hours=rng.uniform(4, 6 * 24)
+            days=days_later
         )
         investigator = _principal(INVESTIGATORS[plan.country], plan.country, Role.investigator)
         async with sessions() as session:
