@@ -141,3 +141,26 @@ async def test_submission_naming_an_unknown_or_closed_operation_is_422(
         "/v1/trace-requests", json=submission(operation_code=None), headers=tokens.investigator
     )
     assert without.status_code == 201
+
+
+async def test_update_keeps_the_operation_consistent(client: httpx.AsyncClient, tokens: Tokens) -> None:
+    created = (await client.post("/v1/operations", json=operation(), headers=tokens.admin)).json()
+    url = f"/v1/operations/{created['id']}"
+    for patch, words in (
+        ({"countries": ["NG"]}, "not taking part: NE"),
+        ({"name": None}, "cannot be set to null"),
+        ({"status": "finished"}, "status"),
+        ({"recoveries": [{"country": "NE", "seized": 1}, {"country": "NE", "found": 1}]}, "more than once"),
+    ):
+        response = await client.patch(url, json=patch, headers=tokens.admin)
+        assert response.status_code == 422, (patch, response.text)
+        assert words in response.text, (patch, response.text)
+    unchanged = (await client.get(url, headers=tokens.admin)).json()
+    assert unchanged == created
+
+    ne_operations = tokens.headers("NE-NCP", "NE", "operations")
+    leave = await client.patch(url, json={"countries": ["NG"], "recoveries": []}, headers=ne_operations)
+    assert leave.status_code == 422
+    assert "could no longer see" in leave.json()["detail"]
+    moved = await client.patch(url, json={"countries": ["NG"], "recoveries": []}, headers=tokens.admin)
+    assert (moved.status_code, moved.json()["countries"], moved.json()["recovered_total"]) == (200, ["NG"], 0)
