@@ -204,9 +204,21 @@ WORLD_AGENCIES = [
 ]
 
 
+TRIGGER_III = {
+    "code": "TRIGGER-III",
+    "name": "Operation TRIGGER III",
+    "start": "2017-11-20",
+    "end": "2017-12-01",
+    "countries": ["BJ", "BF", "TD", "GN", "ML", "MR", "NE", "NG"],
+    "organisers": ["INTERPOL", "WCO", "UNODC"],
+    "recoveries": [{"country": "NE", "seized": 22, "found": 0, "surrendered": 0}],
+}
+
+
 @pytest.fixture
 async def world(client: httpx.AsyncClient, tokens: Tokens) -> None:
-    """Contact points of NE, RU, NG and BJ, and investigating agencies in NE and BJ."""
+    """Contact points of NE, RU, NG and BJ, investigating agencies in NE and BJ, and the open
+    operation TRIGGER-III that `submission()` names."""
     for code, country, kind in WORLD_AGENCIES:
         response = await client.post(
             "/v1/agencies",
@@ -214,6 +226,8 @@ async def world(client: httpx.AsyncClient, tokens: Tokens) -> None:
             headers=tokens.admin,
         )
         assert response.status_code == 201, response.text
+    response = await client.post("/v1/operations", json=TRIGGER_III, headers=tokens.admin)
+    assert response.status_code == 201, response.text
 
 
 def submission(**overrides: Any) -> dict[str, Any]:

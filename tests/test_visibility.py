@@ -7,7 +7,7 @@ import uuid
 import httpx
 import pytest
 
-from tests.conftest import Tokens, submission
+from tests.conftest import TRIGGER_III, Tokens, submission
 
 
 @pytest.mark.parametrize(
@@ -67,6 +67,9 @@ async def test_malformed_id_is_422_not_500(client: httpx.AsyncClient, tokens: To
 async def test_list_pages_with_cursor_without_repeats_and_filters(
     client: httpx.AsyncClient, tokens: Tokens, world: None
 ) -> None:
+    for code in ("OP-A", "OP-B"):
+        operation = {**TRIGGER_III, "code": code, "name": f"Operation {code}"}
+        assert (await client.post("/v1/operations", json=operation, headers=tokens.admin)).status_code == 201
     created = []
     for number in range(7):
         body = submission(case_reference=f"NE/{number}", operation_code="OP-A" if number % 2 else "OP-B")

@@ -21,6 +21,7 @@ from tracing.models.trace_request import (
     TraceRequestCreate,
 )
 from tracing.security import Principal, Role
+from tracing.stats.demo import load_trigger_iii
 from tracing.workflow import service
 
 AGENCIES = [
@@ -43,7 +44,7 @@ def _principal(agency: str, country: str, role: Role, subject: str) -> Principal
 def _submission(**firearm: Any) -> TraceRequestCreate:
     base: dict[str, Any] = {
         "requested_country": firearm.pop("requested_country"),
-        "operation_code": "TRIGGER-III",
+        "operation_code": None,  # today's walks; the TRIGGER III replay has its own requests
         "case_reference": firearm.pop("case_reference"),
         "intended_use": "criminal investigation of trafficking",
         "handling": {"confidential": True, "restrictions": "not for court without consent"},
@@ -68,6 +69,7 @@ async def load_demo(settings: Settings) -> str:
                     session=session,
                     body=AgencyCreate(code=code, name=name, country=country, kind=kind),
                 )
+        operation_replay = await load_trigger_iii(sessions)
         investigator = _principal("NE-PJ", "NE", Role.investigator, "inspector.moussa")
         ne = _principal("NE-NCP", "NE", Role.contact_point, "ncp.officer.ne")
         ru = _principal("RU-NCP", "RU", Role.contact_point, "ncp.officer.ru")
@@ -127,7 +129,7 @@ async def load_demo(settings: Settings) -> str:
                     )
         return (
             f"demo data loaded: {len(AGENCIES)} agencies and {len(walks)} trace requests"
-            f" (as of {dt.date.today().isoformat()})"
+            f" (as of {dt.date.today().isoformat()}); {operation_replay}"
         )
     finally:
         await engine.dispose()

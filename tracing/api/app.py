@@ -16,7 +16,7 @@ from tracing import __version__
 from tracing.api import problems
 from tracing.api.middleware import BodyLimit, RequestContext
 from tracing.api.ratelimit import PrincipalRateLimit
-from tracing.api.routes import agencies, audit, health, trace_requests
+from tracing.api.routes import agencies, audit, dashboard, health, operations, stats, trace_requests
 from tracing.audit.log import create_checkpoint
 from tracing.audit.signing import Signer, load_signer
 from tracing.config import Settings, get_settings
@@ -108,6 +108,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     app.include_router(agencies.router)
     app.include_router(trace_requests.router)
     app.include_router(audit.router)
+    app.include_router(operations.router)
+    app.include_router(stats.router)
+    app.include_router(dashboard.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

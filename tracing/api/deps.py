@@ -63,6 +63,16 @@ def require_any_role(roles: frozenset[Role]):  # noqa: ANN201 (a dependency)
     return Depends(gate)
 
 
+async def _operations_or_admin(principal: CurrentPrincipal) -> Principal:
+    if not (principal.has(Role.operations) or principal.has(Role.admin)):
+        raise Forbidden("this needs the operations or admin role")
+    return principal
+
+
+OperationsPrincipal = Annotated[Principal, Depends(_operations_or_admin)]
+"""Operations staff (counts only, never case details) or an administrator."""
+
+
 IfMatch = Annotated[str | None, Header(alias="If-Match", description="ETag from a GET")]
 IdempotencyKeyHeader = Annotated[
     str | None,

@@ -3,6 +3,7 @@
 from tracing.models.agency import Agency
 from tracing.models.audit import AccessLogEntry, AuditCheckpoint, AuditEntry, AuditHead
 from tracing.models.exchange import Exchange
+from tracing.models.operation import Operation, OperationRecovery
 from tracing.models.trace_request import IdempotencyKey, TraceRequest, TraceRequestParty
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "AuditHead",
     "Exchange",
     "IdempotencyKey",
+    "Operation",
+    "OperationRecovery",
     "TraceRequest",
     "TraceRequestParty",
 ]

@@ -272,9 +272,13 @@ class TraceRequest(SQLModel, table=True):
     outcome_reason: str | None = None
     resolution: Resolution | None = Field(default=None, sa_type=enum_type(Resolution))
 
-    created_at: dt.datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    created_at: dt.datetime = Field(
+        default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False, index=True)
+    )
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     forwarded_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    first_forwarded_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    """When the request first left the requesting country (statistics: time to first forward)."""
     acknowledged_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     answered_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     closed_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))

@@ -34,8 +34,9 @@ from tracing.models.trace_request import (
     TraceRequestParty,
     columns_from_submission,
 )
-from tracing.models.types import utcnow
+from tracing.models.types import UTCDateTime, utcnow
 from tracing.security import Principal
+from tracing.stats.operations import code_open_for_submissions
 from tracing.workflow.machine import acts_as_contact_point, holder_after, plan
 from tracing.workflow.queries import get_visible, parties_of
 
@@ -62,14 +63,17 @@ async def submit(
     principal: Principal,
     body: TraceRequestCreate,
     idempotency_key: str | None,
+    now: dt.datetime | None = None,
 ) -> Result:
+    """`now` backdates the submission (the demo replays a past operation); callers leave it unset."""
     transition = plan(Action.submit, None, principal)
     digest = body_digest(body)
     await _check_requester(session, principal)
+    operation_code = await code_open_for_submissions(session, body.operation_code)
 
-    now = utcnow()
+    now = now or utcnow()
     request = TraceRequest(
-        **columns_from_submission(body),
+        **(columns_from_submission(body) | {"operation_code": operation_code}),
         state=transition.target,
         version=1,
         holder_country=principal.country,
@@ -145,8 +149,12 @@ async def apply(
     action: Action,
     body: SQLModel,
     if_match: str | None = None,
+    now: dt.datetime | None = None,
 ) -> Result:
-    """Apply one move from the transition table to a request, or raise why it is refused."""
+    """Apply one move from the transition table to a request, or raise why it is refused.
+
+    `now` backdates the move (the demo replays a past operation); callers leave it unset.
+    """
     request = await get_visible(session, principal, request_id)
     if if_match is not None and not etag_matches(if_match, request.version):
         raise PreconditionFailed(
@@ -164,7 +172,7 @@ async def apply(
     if destination is not None and not await agencies.has_contact_point(session, destination):
         raise Unprocessable(f"no national contact point is registered for {destination}")
 
-    now = utcnow()
+    now = now or utcnow()
     values: dict[str, Any] = {
         "state": transition.target,
         "version": request.version + 1,
@@ -208,7 +216,8 @@ async def apply(
 def _effects(action: Action, body: SQLModel, now: dt.datetime) -> dict[str, Any]:
     """The columns a move sets besides state, version and holder."""
     if action is Action.forward:
-        return {"forwarded_at": now, "acknowledged_at": None}
+        first = sa.func.coalesce(TraceRequest.first_forwarded_at, sa.literal(now, UTCDateTime()))
+        return {"forwarded_at": now, "first_forwarded_at": first, "acknowledged_at": None}
     if action is Action.acknowledge:
         return {"acknowledged_at": now}
     if action is Action.answer:
