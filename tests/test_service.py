@@ -99,3 +99,14 @@ async def test_demo_loads_agencies_and_requests_in_every_state(settings: Setting
     finally:
         await engine.dispose()
     assert states == set(State)
+
+
+async def test_agency_update_refuses_a_null_name(
+    client: httpx.AsyncClient, tokens: Tokens, world: None
+) -> None:
+    response = await client.patch("/v1/agencies/NE-PJ", json={"name": None}, headers=tokens.admin)
+    assert response.status_code == 422
+    renamed = await client.patch(
+        "/v1/agencies/NE-PJ", json={"name": "Police judiciaire"}, headers=tokens.admin
+    )
+    assert renamed.json()["name"] == "Police judiciaire"

@@ -108,3 +108,10 @@ async def test_contact_point_role_for_an_unregistered_agency_sees_nothing(
         await client.post(f"{base}/forward", json={"to_country": "RU"}, headers=impostor)
     ).status_code == 404
     assert (await client.get("/v1/trace-requests", headers=impostor)).json()["items"] == []
+
+
+async def test_nul_in_query_or_path_is_400(client: httpx.AsyncClient, tokens: Tokens) -> None:
+    for url in ("/v1/trace-requests?operation=OP%00A", "/v1/agencies/NE%00NCP"):
+        response = await client.get(url, headers=tokens.admin)
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/problem+json"

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tracing import __version__
 from tracing.api import problems
-from tracing.api.middleware import BodyLimit, RequestContext
+from tracing.api.middleware import BodyLimit, RefuseNulInUrl, RequestContext
 from tracing.api.ratelimit import PrincipalRateLimit
 from tracing.api.routes import agencies, audit, dashboard, health, operations, stats, trace_requests
 from tracing.audit.log import create_checkpoint
@@ -112,5 +112,6 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     app.include_router(stats.router)
     app.include_router(dashboard.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RefuseNulInUrl)
     app.add_middleware(RequestContext)
     return app

@@ -102,3 +102,24 @@ class BodyLimit:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem(413, "Payload too large", self._detail, slug="payload-too-large")
         await response(scope, receive, send)
+
+
+class RefuseNulInUrl:
+    """No text column can hold NUL (PostgreSQL refuses it), and no legitimate URL carries one:
+    refuse it up front with 400 rather than let it reach a query."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"]
+            or b"%00" in scope.get("query_string", b"")
+            or b"\x00" in (scope.get("raw_path") or b"")
+        ):
+            response = problem(
+                400, "Bad request", "NUL characters are not accepted in URLs", slug="bad-request"
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)

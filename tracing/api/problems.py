@@ -8,7 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracing.errors import ServiceUnavailable, TracingError
@@ -88,6 +88,12 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     return problem(503, error.title, error.detail, slug=error.slug, headers={"Retry-After": "5"})
 
 
+async def _value_does_not_fit(request: Request, exc: Exception) -> JSONResponse:
+    # A safety net behind validation: a value the database refuses (too long, out of range).
+    log.warning("database_refused_value", error=getattr(exc, "orig", exc).__class__.__name__)
+    return problem(422, "Invalid request", "a value does not fit its field", slug="validation")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return await _database_unavailable(request, exc)
@@ -101,6 +107,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(TracingError, _tracing_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(DataError, _value_does_not_fit)
     app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(InterfaceError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)

@@ -17,6 +17,7 @@ class Problem(BaseModel):
 
 
 _DESCRIPTIONS = {
+    400: "The body could not be parsed (not JSON, or not UTF-8)",
     401: "Missing, malformed, expired or otherwise invalid bearer token",
     403: "The caller's role or relation to the request does not allow this",
     404: "Not found, or not visible to the caller",
@@ -29,9 +30,12 @@ _DESCRIPTIONS = {
 
 
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI responses for these statuses; an authenticated route (401) may also be rate limited."""
+    """OpenAPI responses for these statuses; an authenticated route (401) may also be rate limited,
+    and one that validates input (422) may also get a body it cannot parse (400)."""
     if 401 in statuses:
         statuses = (*statuses, 429)
+    if 422 in statuses:
+        statuses = (400, *statuses)
     return {
         status: {
             "model": Problem,

@@ -8,11 +8,12 @@ from enum import StrEnum
 from typing import Annotated
 
 import sqlalchemy as sa
-from pydantic import ConfigDict, HttpUrl, StringConstraints
+from pydantic import ConfigDict, HttpUrl, StringConstraints, UrlConstraints, model_validator
 from sqlmodel import Column, Field, SQLModel
 
 from tracing.models.types import CountryCode, ShortText, UTCDateTime, enum_type, utcnow
 
+WebhookUrl = Annotated[HttpUrl, UrlConstraints(max_length=2000)]
 AgencyCode = Annotated[
     str,
     StringConstraints(
@@ -39,14 +40,21 @@ class AgencyCreate(SQLModel):
     name: ShortText
     country: CountryCode
     kind: AgencyKind
-    webhook_url: HttpUrl | None = None
+    webhook_url: WebhookUrl | None = None
 
 
 class AgencyUpdate(SQLModel):
     model_config = ConfigDict(extra="forbid")
 
     name: ShortText | None = None
-    webhook_url: HttpUrl | None = None
+    webhook_url: WebhookUrl | None = None
+    """null removes the webhook."""
+
+    @model_validator(mode="after")
+    def _name_is_not_removed(self) -> AgencyUpdate:
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be null; leave it out to keep it")
+        return self
 
 
 class Agency(AgencyBase, table=True):
