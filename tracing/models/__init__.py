@@ -3,6 +3,7 @@
 from tracing.models.agency import Agency
 from tracing.models.audit import AccessLogEntry, AuditCheckpoint, AuditEntry, AuditHead
 from tracing.models.exchange import Exchange
+from tracing.models.notify import DeliveryAttempt, Event, EventFeedHead, WebhookDelivery
 from tracing.models.trace_request import IdempotencyKey, TraceRequest, TraceRequestParty
 
 __all__ = [
@@ -11,8 +12,12 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEntry",
     "AuditHead",
+    "DeliveryAttempt",
+    "Event",
+    "EventFeedHead",
     "Exchange",
     "IdempotencyKey",
     "TraceRequest",
     "TraceRequestParty",
+    "WebhookDelivery",
 ]

@@ -21,6 +21,7 @@ from sqlmodel import SQLModel, select
 
 from tracing.agencies import contact_point_of
 from tracing.audit import log as audit_log
+from tracing.config import get_settings
 from tracing.errors import Conflict, Forbidden, PreconditionFailed, Unprocessable
 from tracing.models.agency import Agency, AgencyKind
 from tracing.models.exchange import Action, Exchange
@@ -35,7 +36,9 @@ from tracing.models.trace_request import (
     columns_from_submission,
 )
 from tracing.models.types import utcnow
+from tracing.notify import outbox
 from tracing.security import Principal
+from tracing.workflow import deadlines
 from tracing.workflow.machine import holder_after, plan
 from tracing.workflow.queries import get_visible
 
@@ -87,6 +90,7 @@ async def submit(
         exchange = _exchange(request, Action.submit, principal, None, body, now, seq=1)
         session.add(exchange)
         await audit_log.append_exchange(session, exchange, new_chain=True)
+        await outbox.emit_for_transition(session, request, exchange)
         if idempotency_key is not None:
             session.add(
                 IdempotencyKey(
@@ -153,8 +157,10 @@ async def apply(
     action: Action,
     body: SQLModel,
     if_match: str | None = None,
+    deadline_policy: deadlines.DeadlinePolicy | None = None,
 ) -> TraceRequest:
-    """Apply one move from the transition table to a request, or raise why it is refused."""
+    """Apply one move from the transition table to a request, or raise why it is refused.
+    A forward gives the new holder due dates by `deadline_policy` (the settings' when not given)."""
     request = await get_visible(session, principal, request_id)
     if if_match is not None and not etag_matches(if_match, request.version):
         raise PreconditionFailed(
@@ -174,6 +180,9 @@ async def apply(
         "updated_at": now,
         **_effects(action, body, now),
     }
+    if action is Action.forward:
+        policy = deadline_policy or deadlines.DeadlinePolicy.from_settings(get_settings())
+        values |= deadlines.on_forward(request.priority, now, policy)
     from_state = request.state
     statement = (
         sa.update(TraceRequest)
@@ -195,6 +204,7 @@ async def apply(
     exchange = _exchange(updated, action, principal, from_state, body, now, seq=values["version"])
     session.add(exchange)
     await audit_log.append_exchange(session, exchange)
+    await outbox.emit_for_transition(session, updated, exchange)
     try:
         await session.commit()
     except IntegrityError as exc:

@@ -33,11 +33,13 @@ from tracing.workflow import queries, service
 router = APIRouter(prefix="/v1/trace-requests", tags=["trace requests"])
 
 
-async def _render(session: AsyncSession, request: TraceRequest, response: Response) -> TraceRequestPublic:
+async def _render(
+    session: AsyncSession, request: TraceRequest, response: Response, http: Request
+) -> TraceRequestPublic:
     parties = await queries.parties_of(session, [request.id])
     response.headers["ETag"] = service.etag(request.version)
     response.headers["Location"] = f"/v1/trace-requests/{request.id}"
-    return to_public(request, parties[request.id])
+    return to_public(request, parties[request.id], now=http.app.state.clock())
 
 
 @router.post(
@@ -51,6 +53,7 @@ async def submit_trace_request(
     session: SessionDep,
     principal: CurrentPrincipal,
     response: Response,
+    http: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> TraceRequestPublic:
     submitted = await service.submit(
@@ -58,23 +61,32 @@ async def submit_trace_request(
     )
     if submitted.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    return await _render(session, submitted.request, response)
+    return await _render(session, submitted.request, response, http)
 
 
 @router.get("", response_model=TraceRequestList, responses=problems(401, 422))
 async def list_trace_requests(
+    http: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
     state: State | None = None,
     operation: Annotated[str | None, Query(max_length=64)] = None,
     country: Annotated[CountryCode | None, Query(description="a party country")] = None,
+    overdue: Annotated[
+        bool | None, Query(description="only requests past a due date (true) or not (false)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TraceRequestList:
-    filters = queries.ListFilters(state=state, operation=operation, country=country)
-    found, next_cursor = await queries.list_visible(session, principal, filters, limit=limit, cursor=cursor)
+    filters = queries.ListFilters(state=state, operation=operation, country=country, overdue=overdue)
+    now = http.app.state.clock()
+    found, next_cursor = await queries.list_visible(
+        session, principal, filters, limit=limit, cursor=cursor, now=now
+    )
     parties = await queries.parties_of(session, [r.id for r in found])
-    return TraceRequestList(items=[to_public(r, parties[r.id]) for r in found], next_cursor=next_cursor)
+    return TraceRequestList(
+        items=[to_public(r, parties[r.id], now=now) for r in found], next_cursor=next_cursor
+    )
 
 
 @router.get("/{request_id}", response_model=TraceRequestPublic, responses=problems(401, 404, 422))
@@ -82,7 +94,7 @@ async def get_trace_request(
     request_id: uuid.UUID, http: Request, session: SessionDep, principal: CurrentPrincipal, response: Response
 ) -> TraceRequestPublic:
     request = await queries.get_visible(session, principal, request_id)
-    rendered = await _render(session, request, response)
+    rendered = await _render(session, request, response, http)
     await audit_log.record_access(session, principal, request_id, "details", http.state.request_id)
     return rendered
 
@@ -103,6 +115,7 @@ def _move_route(action: Action, body_model: type[SQLModel], summary: str) -> Non
         session: SessionDep,
         principal: CurrentPrincipal,
         response: Response,
+        http: Request,
         if_match: IfMatch = None,
     ) -> TraceRequestPublic:
         request = await service.apply(
@@ -112,8 +125,9 @@ def _move_route(action: Action, body_model: type[SQLModel], summary: str) -> Non
             action=action,
             body=body,
             if_match=if_match,
+            deadline_policy=http.app.state.deadline_policy,
         )
-        return await _render(session, request, response)
+        return await _render(session, request, response, http)
 
     router.add_api_route(
         f"/{{request_id}}/{action.value}",
