@@ -107,6 +107,8 @@ class Receiver:
                 await self._answer(writer, reply)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return
+        except asyncio.CancelledError:  # the receiver is closing
+            return
         finally:
             self._connections.discard(task)
             writer.close()

@@ -285,3 +285,26 @@ async def test_several_workers_never_send_an_event_twice(
     assert sum(counts) == 12
     ids = [r.headers["webhook-id"] for r in receiver.received]
     assert len(ids) == len(set(ids)) == 12
+
+
+async def test_running_worker_records_every_outcome_and_drains_on_stop(
+    app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, world: None, settings: Settings
+) -> None:
+    import asyncio
+
+    async with Receiver(lambda _: Reply(delay=0.01)) as receiver:
+        await hook(client, tokens, receiver.url)
+        for number in range(20):
+            await forward_new_request(client, tokens, case_reference=f"NE/{number}")
+        running_settings = worker_settings(settings, webhook_concurrency=4, worker_poll_seconds=0.05)
+        worker = DeliveryWorker(app.state.sessionmaker, running_settings, sweep=False)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            await receiver.wait_for(20)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+            await worker.aclose()
+    listed = (await client.get("/v1/agencies/RU-NCP/deliveries?limit=200", headers=tokens.admin)).json()
+    assert [(d["status"], d["attempts"]) for d in listed["items"]] == [("delivered", 1)] * 20

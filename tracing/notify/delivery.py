@@ -131,12 +131,33 @@ class Claimed:
     event_id: uuid.UUID
     agency: str
     attempts: int
+    retry_until: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed delivery with what posting it needs, loaded in the claim's transaction."""
+
+    claimed: Claimed
+    event: Event
+    agency: Agency | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    claimed: Claimed
+    result: PostResult
+    at: dt.datetime
 
 
 _DATABASE_ERRORS = (sa.exc.SQLAlchemyError, OSError, ConnectionError)
 
 
 class DeliveryWorker:
+    """Posts run concurrently; the database work (claiming, recording outcomes in batches) is done
+    by the worker's loop alone, one transaction at a time, so a worker never contends with itself
+    for SQLite's single writer."""
+
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
@@ -171,24 +192,55 @@ class DeliveryWorker:
     # -- the loop --
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        """Deliver until `stop` is set (or the task is cancelled). Database outages are waited out."""
+        """Deliver until `stop` is set (or the task is cancelled). Database outages are waited out.
+
+        `webhook_concurrency` posters take claimed jobs from a queue; the loop keeps the queue
+        topped up (claiming when it falls to one batch, up to two) and records finished posts. Each
+        transaction covers however many posts finished meanwhile, so batches grow with the load.
+        """
         stop = stop or asyncio.Event()
-        in_flight: set[asyncio.Task[None]] = set()
+        concurrency = self.settings.webhook_concurrency
+        queue: asyncio.Queue[Job] = asyncio.Queue()
+        finished: list[Outcome] = []
+        posted = asyncio.Event()
+        busy = 0
         next_sweep = time.monotonic()
         failures = 0
-        log.info("worker_started", concurrency=self.settings.webhook_concurrency, sweep=self.sweep_enabled)
+
+        async def poster() -> None:
+            nonlocal busy
+            while True:
+                job = await queue.get()
+                busy += 1
+                try:
+                    finished.append(await self.post(job))
+                finally:
+                    busy -= 1
+                    posted.set()
+
+        posters = [asyncio.create_task(poster()) for _ in range(concurrency)]
+        log.info("worker_started", concurrency=concurrency, sweep=self.sweep_enabled)
         try:
             while not stop.is_set():
                 generation = doorbell.generation
-                free = self.settings.webhook_concurrency - len(in_flight)
-                claimed: list[Claimed] = []
+                posted.clear()
+                wanted = claimed = 0
                 try:
-                    if free > 0:
-                        claimed = await self.claim(free)
-                    for item in claimed:
-                        task = asyncio.create_task(self.deliver(item))
-                        in_flight.add(task)
-                        task.add_done_callback(in_flight.discard)
+                    batch = finished[:]
+                    outstanding = queue.qsize() + busy
+                    wanted = 2 * concurrency - outstanding if outstanding <= concurrency else 0
+                    if batch or wanted:
+                        # One transaction records what finished and claims what is due: the fewer
+                        # write transactions, the less a worker waits for (or holds) SQLite's lock.
+                        async with self.sessions() as session:
+                            logged = await self._record_in(session, batch) if batch else []
+                            jobs = await self._claim_in(session, wanted) if wanted else []
+                            await session.commit()
+                        del finished[: len(batch)]  # posts may have finished meanwhile: keep those
+                        self._log_attempts(logged)
+                        for job in jobs:
+                            queue.put_nowait(job)
+                        claimed = len(jobs)
                     if self.sweep_enabled and time.monotonic() >= next_sweep:
                         await self.sweep()
                         next_sweep = time.monotonic() + self.settings.overdue_sweep_seconds
@@ -197,34 +249,64 @@ class DeliveryWorker:
                     failures += 1
                     pause = min(30.0, 0.5 * 2 ** min(failures, 6))
                     log.warning("worker_database_error", error=exc.__class__.__name__, retry_in_s=pause)
+                    self._forget_expired(finished)
                     await _wait_for(stop, pause)
                     continue
-                if free > 0 and len(claimed) == free:
-                    continue  # a full batch: more may be due already
-                await self._idle(stop, generation, in_flight)
+                if finished or (wanted and claimed == wanted):
+                    continue  # outcomes to record, or a full batch: more may be due already
+                await self._idle(stop, generation, posted)
+            await self._drain(queue, lambda: busy, posted, finished)
         finally:
-            for task in in_flight:
+            for task in posters:
                 task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
+            await asyncio.gather(*posters, return_exceptions=True)
             log.info("worker_stopped")
 
-    async def _idle(self, stop: asyncio.Event, generation: int, in_flight: set[asyncio.Task[None]]) -> None:
-        """Until a commit rings the doorbell, a delivery finishes, stop is asked, or the poll interval."""
-        bell = asyncio.create_task(doorbell.wait(generation, self.settings.worker_poll_seconds))
-        stopping = asyncio.create_task(stop.wait())
+    async def _drain(
+        self,
+        queue: asyncio.Queue[Job],
+        busy: Callable[[], int],
+        posted: asyncio.Event,
+        finished: list[Outcome],
+    ) -> None:
+        """On a requested stop: let claimed posts finish (bounded by the post time limit) and record
+        them, so a restart does not post them again."""
+        deadline = time.monotonic() + self.settings.webhook_timeout_seconds + 1
+        while (queue.qsize() or busy()) and (remaining := deadline - time.monotonic()) > 0:
+            posted.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(posted.wait(), remaining)
         try:
-            await asyncio.wait({bell, stopping, *in_flight}, return_when=asyncio.FIRST_COMPLETED)
+            await self.record(finished[:])
+        except _DATABASE_ERRORS as exc:
+            log.warning("worker_database_error", error=exc.__class__.__name__, retry_in_s=None)
+
+    def _forget_expired(self, finished: list[Outcome]) -> None:
+        """Outcomes whose claim has expired will be retried anyway; stop trying to record them."""
+        lease = dt.timedelta(seconds=self.settings.webhook_lease_seconds)
+        now = self.clock()
+        finished[:] = [outcome for outcome in finished if now - outcome.at < lease]
+
+    async def _idle(self, stop: asyncio.Event, generation: int, posted: asyncio.Event) -> None:
+        """Until a commit rings the doorbell, a post finishes, stop is asked, or the poll interval."""
+        waits = [
+            asyncio.create_task(doorbell.wait(generation, self.settings.worker_poll_seconds)),
+            asyncio.create_task(stop.wait()),
+            asyncio.create_task(posted.wait()),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (bell, stopping):
+            for task in waits:
                 task.cancel()
-            await asyncio.gather(bell, stopping, return_exceptions=True)
+            await asyncio.gather(*waits, return_exceptions=True)
 
     async def run_once(self) -> int:
-        """Claim every delivery due now and deliver them (tests, and `tracing worker --once`)."""
+        """Claim every delivery due now, post and record them (tests, `tracing worker --once`)."""
         total = 0
-        while claimed := await self.claim(self.settings.webhook_concurrency):
-            await asyncio.gather(*(self.deliver(item) for item in claimed))
-            total += len(claimed)
+        while jobs := await self.claim(self.settings.webhook_concurrency):
+            await self.record(list(await asyncio.gather(*(self.post(job) for job in jobs))))
+            total += len(jobs)
         return total
 
     async def sweep(self) -> None:
@@ -239,7 +321,14 @@ class DeliveryWorker:
 
     # -- claiming --
 
-    async def claim(self, limit: int) -> list[Claimed]:
+    async def claim(self, limit: int) -> list[Job]:
+        async with self.sessions() as session:
+            jobs = await self._claim_in(session, limit)
+            await session.commit()
+        return jobs
+
+    async def _claim_in(self, session: AsyncSession, limit: int) -> list[Job]:
+        """Claim up to `limit` due deliveries in the caller's transaction, with what posting needs."""
         now = self.clock()
         token = uuid.uuid4()
         due = (
@@ -262,36 +351,35 @@ class DeliveryWorker:
                 next_attempt_at=now + dt.timedelta(seconds=self.settings.webhook_lease_seconds),
             )
             .returning(
-                WebhookDelivery.id, WebhookDelivery.event_id, WebhookDelivery.agency, WebhookDelivery.attempts
+                WebhookDelivery.id,
+                WebhookDelivery.event_id,
+                WebhookDelivery.agency,
+                WebhookDelivery.attempts,
+                WebhookDelivery.retry_until,
             )
             .execution_options(synchronize_session=False)
         )
-        async with self.sessions() as session:
-            rows = list(await session.execute(statement))
-            await session.commit()
-        return [Claimed(row[0], token, row[1], row[2], row[3]) for row in rows]
+        claimed = [
+            Claimed(row[0], token, row[1], row[2], row[3], row[4]) for row in await session.execute(statement)
+        ]
+        if not claimed:
+            return []
+        events = await session.execute(select(Event).where(Event.id.in_([c.event_id for c in claimed])))
+        by_id = {event.id: event for event in events.scalars()}
+        codes = {c.agency for c in claimed}
+        agencies = await session.execute(select(Agency).where(Agency.code.in_(codes)))
+        by_code = {agency.code: agency for agency in agencies.scalars()}
+        return [Job(c, by_id[c.event_id], by_code.get(c.agency)) for c in claimed]
 
-    # -- delivering --
+    # -- posting --
 
-    async def deliver(self, claimed: Claimed) -> None:
-        """Post one claimed delivery and record the outcome; never raises (a failure to record
-        leaves the claim to expire, and the delivery is tried again)."""
+    async def post(self, job: Job) -> Outcome:
+        """Post one claimed delivery; never raises (an unexpected error is a failed attempt)."""
         try:
-            async with self.sessions() as session:
-                event = (
-                    await session.execute(select(Event).where(Event.id == claimed.event_id))
-                ).scalar_one()
-                agency = (
-                    await session.execute(select(Agency).where(Agency.code == claimed.agency))
-                ).scalar_one_or_none()
-            result = await self._post(event, agency)
-            await self._record(claimed, result)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the claim expires and the delivery is retried
-            log.warning(
-                "delivery_not_recorded", delivery=str(claimed.delivery_id), error=exc.__class__.__name__
-            )
+            result = await self._post(job.event, job.agency)
+        except Exception as exc:  # noqa: BLE001 (recorded as the attempt's error, then retried)
+            result = PostResult(Verdict.retry, error=f"{exc.__class__.__name__} while posting")
+        return Outcome(job.claimed, result, self.clock())
 
     async def _post(self, event: Event, agency: Agency | None) -> PostResult:
         if agency is None or not agency.webhook_url or not agency.webhook_secret:
@@ -331,8 +419,11 @@ class DeliveryWorker:
         verdict, error = judge(response.status_code)
         return PostResult(verdict, status_code=response.status_code, error=error, duration_ms=elapsed())
 
-    async def _record(self, claimed: Claimed, result: PostResult) -> None:
-        now = self.clock()
+    # -- recording --
+
+    def _changes(self, outcome: Outcome) -> dict[str, object]:
+        """The delivery's columns after this attempt: delivered, failed, or due again later."""
+        claimed, result, now = outcome.claimed, outcome.result, outcome.at
         attempts = claimed.attempts + 1
         values: dict[str, object] = {
             "attempts": attempts,
@@ -342,64 +433,104 @@ class DeliveryWorker:
             "last_error": result.error,
         }
         if result.verdict is Verdict.delivered:
-            values |= {"status": DeliveryStatus.delivered, "delivered_at": now}
-        elif result.verdict in (Verdict.gone, Verdict.refused):
-            values |= {"status": DeliveryStatus.failed, "failed_at": now}
-        async with self.sessions() as session:
-            delivery = await session.get(WebhookDelivery, claimed.delivery_id)
-            if delivery is None or delivery.claim_token != claimed.token:
-                log.info("delivery_claim_lost", delivery=str(claimed.delivery_id))
-                return
-            if result.verdict is Verdict.retry:
-                retry_until = delivery.retry_until or now + dt.timedelta(
-                    hours=self.settings.webhook_retry_hours
-                )
-                values["retry_until"] = retry_until
-                if now >= retry_until:
-                    values |= {"status": DeliveryStatus.failed, "failed_at": now}
-                else:
-                    delay = retry_delay(
-                        attempts,
-                        base=self.settings.webhook_backoff_base_seconds,
-                        cap=self.settings.webhook_backoff_max_seconds,
-                        rng=self.rng,
-                    )
-                    values["next_attempt_at"] = now + dt.timedelta(seconds=delay)
-            statement = (
-                sa.update(WebhookDelivery)
-                .where(
-                    WebhookDelivery.id == claimed.delivery_id, WebhookDelivery.claim_token == claimed.token
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
-            if (await session.execute(statement)).rowcount != 1:
-                await session.rollback()
-                log.info("delivery_claim_lost", delivery=str(claimed.delivery_id))
-                return
-            session.add(
-                DeliveryAttempt(
-                    delivery_id=claimed.delivery_id,
-                    number=attempts,
-                    at=now,
-                    duration_ms=result.duration_ms,
-                    status_code=result.status_code,
-                    error=result.error,
-                )
-            )
-            if result.verdict is Verdict.gone:
-                await _disable_webhook(session, claimed.agency, now)
-            await session.commit()
-        log.info(
-            "webhook_attempt",
-            delivery=str(claimed.delivery_id),
-            agency=claimed.agency,
-            attempt=attempts,
-            outcome=str(values.get("status", DeliveryStatus.pending)),
-            status_code=result.status_code,
-            error=result.error,
-            duration_ms=result.duration_ms,
+            return values | {"status": DeliveryStatus.delivered, "delivered_at": now}
+        if result.verdict in (Verdict.gone, Verdict.refused):
+            return values | {"status": DeliveryStatus.failed, "failed_at": now}
+        retry_until = claimed.retry_until or now + dt.timedelta(hours=self.settings.webhook_retry_hours)
+        values["retry_until"] = retry_until
+        if now >= retry_until:
+            return values | {"status": DeliveryStatus.failed, "failed_at": now}
+        delay = retry_delay(
+            attempts,
+            base=self.settings.webhook_backoff_base_seconds,
+            cap=self.settings.webhook_backoff_max_seconds,
+            rng=self.rng,
         )
+        return values | {"next_attempt_at": now + dt.timedelta(seconds=delay)}
+
+    async def record(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        async with self.sessions() as session:
+            logged = await self._record_in(session, outcomes)
+            await session.commit()
+        self._log_attempts(logged)
+
+    async def _record_in(self, session: AsyncSession, outcomes: list[Outcome]) -> list[tuple[Outcome, dict]]:
+        """Record attempts in the caller's transaction with one UPDATE (a CASE per column,
+        compare-and-set on each delivery's claim token); returns what to log once committed. An
+        outcome whose claim was taken over (its lease ran out) is dropped: the new claimant posts
+        and records it."""
+        table = WebhookDelivery.__table__
+        latest = {outcome.claimed.delivery_id: outcome for outcome in outcomes}
+        changes = {delivery_id: self._changes(outcome) for delivery_id, outcome in latest.items()}
+        columns: dict[str, sa.ColumnElement[object]] = {}
+        for name in _RECORDED_COLUMNS:
+            column = table.c[name]
+            whens = {
+                delivery_id: sa.bindparam(None, change[name], type_=column.type)
+                for delivery_id, change in changes.items()
+                if name in change
+            }
+            if whens:
+                columns[name] = sa.case(whens, value=table.c.id, else_=column)
+        claims = [(o.claimed.delivery_id, o.claimed.token) for o in latest.values()]
+        statement = (
+            sa.update(table)
+            .where(sa.tuple_(table.c.id, table.c.claim_token).in_(claims))
+            .values(columns)
+            .returning(table.c.id)
+        )
+        recorded = set((await session.execute(statement)).scalars())
+        attempts = [
+            {
+                "delivery_id": delivery_id,
+                "number": outcome.claimed.attempts + 1,
+                "at": outcome.at,
+                "duration_ms": outcome.result.duration_ms,
+                "status_code": outcome.result.status_code,
+                "error": outcome.result.error,
+            }
+            for delivery_id, outcome in latest.items()
+            if delivery_id in recorded
+        ]
+        if attempts:
+            await session.execute(sa.insert(DeliveryAttempt.__table__), attempts)
+        for delivery_id, outcome in latest.items():
+            if delivery_id in recorded and outcome.result.verdict is Verdict.gone:
+                await _disable_webhook(session, outcome.claimed.agency, outcome.at)
+        for delivery_id in latest.keys() - recorded:
+            log.info("delivery_claim_lost", delivery=str(delivery_id))
+        return [(latest[d], changes[d]) for d in latest if d in recorded]
+
+    @staticmethod
+    def _log_attempts(logged: list[tuple[Outcome, dict]]) -> None:
+        for outcome, change in logged:
+            claimed, result = outcome.claimed, outcome.result
+            log.info(
+                "webhook_attempt",
+                delivery=str(claimed.delivery_id),
+                agency=claimed.agency,
+                attempt=claimed.attempts + 1,
+                outcome=str(change.get("status", DeliveryStatus.pending)),
+                status_code=result.status_code,
+                error=result.error,
+                duration_ms=result.duration_ms,
+            )
+
+
+_RECORDED_COLUMNS = (
+    "attempts",
+    "claim_token",
+    "updated_at",
+    "last_status_code",
+    "last_error",
+    "status",
+    "delivered_at",
+    "failed_at",
+    "retry_until",
+    "next_attempt_at",
+)
 
 
 async def _disable_webhook(session: AsyncSession, agency: str, now: dt.datetime) -> None:
