@@ -4,11 +4,17 @@ a change that did not happen."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+from sqlmodel import select
 
 from tests.conftest import Tokens, submission
+from tracing.models.trace_request import TraceRequest
+from tracing.models.types import utcnow
+from tracing.notify import outbox
 
 
 async def _feed(
@@ -153,3 +159,39 @@ async def test_concurrent_submissions_keep_the_feed_gapless(
     feed = await _feed(client, tokens.ncp("NE"), limit=200)
     assert len(feed["items"]) == 8
     assert len({item["id"] for item in feed["items"]}) == 8
+
+
+async def test_crosscheck_hit_reaches_the_registry_owners_contact_point(
+    app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, submitted: dict
+) -> None:
+    async with app.state.sessionmaker() as session:
+        request = await session.get(TraceRequest, await _number(session, submitted["id"]))
+        assert request is not None
+        await outbox.emit_crosscheck_hit(
+            session,
+            request,
+            registry_owner_country="NG",
+            hit={"registry": "NG lost and stolen", "record": "NG-LS-2016-0042", "confidence": 0.93},
+            at=utcnow(),
+        )
+        await session.commit()
+    (item,) = (await _feed(client, tokens.ncp("NG")))["items"]
+    assert item["type"] == "crosscheck.hit"
+    assert item["data"]["reference"] == submitted["reference"]
+    assert item["data"]["record"] == "NG-LS-2016-0042"
+
+
+async def _number(session: Any, request_id: str) -> int:
+    statement = select(TraceRequest.number).where(TraceRequest.id == uuid.UUID(request_id))
+    return (await session.execute(statement)).scalar_one()
+
+
+async def test_long_poll_wait_is_capped_by_the_server(
+    app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, world: None
+) -> None:
+    app.state.settings.feed_max_wait_seconds = 0
+    response = await asyncio.wait_for(
+        client.get("/v1/events", params={"timeout": 3600}, headers=tokens.ncp("RU")), 10
+    )
+    assert response.status_code == 200
+    assert response.json()["items"] == []

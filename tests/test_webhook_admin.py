@@ -286,3 +286,20 @@ async def test_failed_delivery_can_be_redelivered_with_the_same_event_id(
             assert outsider.status_code == 403
     finally:
         await worker.aclose()
+
+
+async def test_deliveries_page_newest_first(client: httpx.AsyncClient, tokens: Tokens, world: None) -> None:
+    await hook(client, tokens, "http://127.0.0.1:9/hook")
+    for number in range(3):
+        await forward_new_request(client, tokens, case_reference=f"NE/{number}")
+    seen, cursor = [], None
+    for _ in range(4):
+        params = {"limit": 1} | ({"cursor": cursor} if cursor else {})
+        page = (
+            await client.get("/v1/agencies/RU-NCP/deliveries", params=params, headers=tokens.admin)
+        ).json()
+        seen += [item["id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 3

@@ -181,3 +181,24 @@ async def test_serve_runs_the_worker_in_process(
             await forward_new_request(http, tokens)
             (received,) = await receiver.wait_for(1)
     assert received.headers["webhook-id"]
+
+
+async def test_worker_once_delivers_what_is_due_and_exits(
+    client: httpx.AsyncClient, tokens: Tokens, world: None, settings: Settings
+) -> None:
+    async with Receiver() as receiver:
+        await hook(client, tokens, receiver.url)
+        await forward_new_request(client, tokens)
+        environment = {
+            **os.environ,
+            "TRACING_DATABASE_URL": settings.database_url,
+            "TRACING_JWT_SECRET": settings.jwt_secret or "",
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tracing.cli", "worker", "--once",
+            env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 0
+        assert b"1 deliveries attempted" in output
+        assert len(receiver.received) == 1
