@@ -1,5 +1,9 @@
 """The webhook delivery worker: claims due deliveries, posts them signed, records what happened.
 
+Posting is concurrent (`webhook_concurrency` posters fed from a queue); the database work is not:
+the worker's loop records every post finished since its last turn and claims the next batch in one
+transaction, so the cost per delivery falls as the load rises.
+
 A claim moves a delivery's `next_attempt_at` forward by a lease and gives it a fresh claim token,
 in one statement (with SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL, so workers running side by
 side take different rows; SQLite serialises writers, so the conditional UPDATE is the
