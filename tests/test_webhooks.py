@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import Tokens, submission
@@ -107,7 +109,8 @@ async def test_forwarded_request_reaches_the_new_holder_signed(
 ) -> None:
     secret = await hook(client, tokens, receiver.url)
     request_id = await forward_new_request(client, tokens)
-    assert await worker.run_once() == 1
+    assert receiver.received == []  # nothing is sent from the request handler...
+    assert await worker.run_once() == 1  # ...only by the worker, after the commit
 
     (received,) = receiver.received
     payload = Webhook(secret).verify(received.body, received.headers)
@@ -164,6 +167,20 @@ async def test_receiver_down_is_retried_with_backoff_then_failed_after_the_retry
     tried_for = dt.datetime.fromisoformat(last["at"]) - dt.datetime.fromisoformat(first["at"])
     assert tried_for >= dt.timedelta(hours=24)
     assert len(detail["attempt_log"]) == delivery["attempts"] > 10
+
+
+@given(
+    attempts=st.integers(min_value=1, max_value=10_000),
+    base=st.floats(min_value=0.1, max_value=60),
+    cap=st.floats(min_value=1, max_value=86_400),
+    jitter=st.floats(min_value=0, max_value=1),
+)
+def test_backoff_stays_between_half_and_all_of_its_capped_step(
+    attempts: int, base: float, cap: float, jitter: float
+) -> None:
+    step = min(cap, base * 2 ** min(attempts - 1, 32))
+    delay = retry_delay(attempts, base=base, cap=cap, rng=lambda: jitter)
+    assert step / 2 <= delay <= step * (1 + 1e-9)
 
 
 def test_backoff_grows_exponentially_with_jitter_up_to_a_cap() -> None:
@@ -308,3 +325,21 @@ async def test_running_worker_records_every_outcome_and_drains_on_stop(
             await worker.aclose()
     listed = (await client.get("/v1/agencies/RU-NCP/deliveries?limit=200", headers=tokens.admin)).json()
     assert [(d["status"], d["attempts"]) for d in listed["items"]] == [("delivered", 1)] * 20
+
+
+async def test_overdue_sweep_notifies_the_holder_by_webhook(
+    client: httpx.AsyncClient, tokens: Tokens, world: None, worker: DeliveryWorker, clock: Clock
+) -> None:
+    async with Receiver() as receiver:
+        secret = await hook(client, tokens, receiver.url)
+        await forward_new_request(client, tokens)
+        await worker.run_once()
+        clock.advance(days=6)  # the acknowledgement is 5 days late now...
+        await worker.sweep()
+        await worker.run_once()
+        assert [r.headers["webhook-id"] for r in receiver.received][0] != receiver.received[-1].headers[
+            "webhook-id"
+        ]
+        overdue = Webhook(secret).verify(receiver.received[-1].body, receiver.received[-1].headers)
+    assert overdue["type"] == "request.overdue"
+    assert overdue["data"]["missed"] == "acknowledge"
