@@ -13,8 +13,8 @@ from sqlmodel import select
 
 from tests.conftest import Tokens, submission
 from tracing.models.notify import Event, EventType
-from tracing.models.trace_request import Priority
-from tracing.workflow.deadlines import DeadlinePolicy, due_dates, sweep_overdue
+from tracing.models.trace_request import Priority, TraceRequest
+from tracing.workflow.deadlines import DeadlinePolicy, count_overdue, due_dates, sweep_overdue
 
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
@@ -187,3 +187,20 @@ async def test_answered_or_closed_requests_are_never_swept(
     async with app.state.sessionmaker() as session:
         result = await sweep_overdue(session, now=_ts(request["forwarded_at"]) + 60 * DAY)
     assert result == (0, 0)
+
+
+async def test_overdue_counts_for_statistics(
+    app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, world: None
+) -> None:
+    late = await _forwarded(client, tokens)
+    await _forwarded(client, tokens, case_reference="NE/2", operation_code="OTHER")
+    acknowledged = await _forwarded(client, tokens, case_reference="NE/3")
+    await client.post(
+        f"/v1/trace-requests/{acknowledged['id']}/acknowledge", json={}, headers=tokens.ncp("RU")
+    )
+    now = _ts(late["forwarded_at"]) + 6 * DAY
+    async with app.state.sessionmaker() as session:
+        assert await count_overdue(session, now=now) == (2, 2, 0)
+        assert await count_overdue(session, now=now + 30 * DAY) == (3, 2, 3)
+        in_operation = TraceRequest.operation_code == "TRIGGER-III"
+        assert await count_overdue(session, now=now, where=in_operation) == (1, 1, 0)

@@ -93,6 +93,28 @@ def overdue(now: dt.datetime) -> sa.ColumnElement[bool]:
     return sa.or_(missed_acknowledgement(now), missed_answer(now))
 
 
+class OverdueCounts(NamedTuple):
+    overdue: int
+    acknowledgement_overdue: int
+    answer_overdue: int
+
+
+async def count_overdue(
+    session: AsyncSession, *, now: dt.datetime, where: sa.ColumnElement[bool] | None = None
+) -> OverdueCounts:
+    """How many requests are overdue now, and for which due date (a request late on both counts
+    in each): for statistics, optionally narrowed by `where` (an operation, a country...)."""
+    statement = select(
+        sa.func.count().filter(overdue(now)),
+        sa.func.count().filter(missed_acknowledgement(now)),
+        sa.func.count().filter(missed_answer(now)),
+    ).select_from(TraceRequest)
+    if where is not None:
+        statement = statement.where(where)
+    total, acknowledgement, answer = (await session.execute(statement)).one()
+    return OverdueCounts(total, acknowledgement, answer)
+
+
 class SweepResult(NamedTuple):
     acknowledgements_missed: int = 0
     answers_missed: int = 0
