@@ -39,11 +39,11 @@ async def test_concurrent_close_and_forward_on_one_version_leave_one_consistent_
 ) -> None:
     """Both moves are legal one after the other; sent against the same version, exactly one wins."""
     base = f"/v1/trace-requests/{submitted['id']}"
-    version = {"If-Match": '"1"'}
-    forward = client.post(f"{base}/forward", json={"to_country": "RU"}, headers=tokens.ncp("NE") | version)
-    close = client.post(
-        f"{base}/close", json={"resolution": "withdrawn"}, headers=tokens.investigator | version
-    )
+    # Both moves name the version they were decided on: should the scheduler run one to completion
+    # before the other starts, the late one is refused (412) instead of applying to a newer state.
+    seen = {"If-Match": '"1"'}
+    forward = client.post(f"{base}/forward", json={"to_country": "RU"}, headers=tokens.ncp("NE") | seen)
+    close = client.post(f"{base}/close", json={"resolution": "withdrawn"}, headers=tokens.investigator | seen)
     results = await asyncio.gather(forward, close)
     statuses = sorted(r.status_code for r in results)
     assert statuses in ([200, 409], [200, 412]), [r.text for r in results]

@@ -102,7 +102,7 @@ async def test_dashboard_shows_an_operations_figures_after_sign_in(
     await expect(cards.locator(".card", has_text="Trace requests")).to_contain_text("50")
     await expect(cards.locator(".card", has_text="Firearms recovered")).to_contain_text("130")
     await expect(cards.locator(".card", has_text="Response rate")).to_contain_text("%")
-    await expect(cards.locator(".card", has_text="Overdue")).to_contain_text("no deadlines recorded")
+    await expect(cards.locator(".card", has_text="Overdue")).to_contain_text("past a deadline")
     await expect(page.locator("#scope-note")).to_contain_text("BJ BF TD GN ML MR NE NG")
 
     bars = page.locator("#chart svg rect")

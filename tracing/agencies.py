@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -11,15 +12,39 @@ from sqlmodel import select
 
 from tracing.errors import Conflict, NotFound
 from tracing.models.agency import Agency, AgencyCreate, AgencyKind, AgencyUpdate
+from tracing.notify.addresses import AddressPolicy, resolve_allowed
+from tracing.notify.deliveries import new_webhook_secret
 
 
-async def create(*, session: AsyncSession, body: AgencyCreate) -> Agency:
-    agency = Agency(
-        code=body.code,
-        name=body.name,
-        country=body.country,
-        kind=body.kind,
-        webhook_url=str(body.webhook_url) if body.webhook_url else None,
+@dataclass(frozen=True)
+class Saved:
+    agency: Agency
+    new_webhook_secret: str | None = None
+    """Set when this change generated the webhook signing secret: show it to the admin once."""
+
+
+async def _set_webhook(agency: Agency, url: str | None, policy: AddressPolicy) -> str | None:
+    """Point the agency's webhook at `url` (checked against the SSRF guard), or remove it. A secret
+    is generated when the agency gets a webhook; setting the URL again re-enables a disabled one."""
+    if url is None:
+        agency.webhook_url = agency.webhook_secret = None
+        agency.webhook_disabled_at = agency.webhook_disabled_reason = None
+        return None
+    await resolve_allowed(url, policy)
+    agency.webhook_url = url
+    agency.webhook_disabled_at = agency.webhook_disabled_reason = None
+    if agency.webhook_secret is None:
+        agency.webhook_secret = new_webhook_secret()
+        return agency.webhook_secret
+    return None
+
+
+async def create(
+    *, session: AsyncSession, body: AgencyCreate, address_policy: AddressPolicy | None = None
+) -> Saved:
+    agency = Agency(code=body.code, name=body.name, country=body.country, kind=body.kind)
+    secret = await _set_webhook(
+        agency, str(body.webhook_url) if body.webhook_url else None, address_policy or AddressPolicy()
     )
     session.add(agency)
     try:
@@ -29,7 +54,7 @@ async def create(*, session: AsyncSession, body: AgencyCreate) -> Agency:
         if body.kind == AgencyKind.contact_point and await contact_point_of(session, body.country):
             raise Conflict(f"{body.country} already has a national contact point") from exc
         raise Conflict(f"an agency with code {body.code} already exists") from exc
-    return agency
+    return Saved(agency, secret)
 
 
 async def contact_point_of(session: AsyncSession, country: str) -> Agency | None:
@@ -80,12 +105,26 @@ async def list_all(*, session: AsyncSession, country: str | None = None) -> list
     return list((await session.execute(statement)).scalars())
 
 
-async def update(*, session: AsyncSession, code: str, body: AgencyUpdate) -> Agency:
+async def update(
+    *, session: AsyncSession, code: str, body: AgencyUpdate, address_policy: AddressPolicy | None = None
+) -> Saved:
     agency = await get(session=session, code=code)
     changes = body.model_dump(exclude_unset=True)
+    secret = None
     if "name" in changes:
         agency.name = changes["name"]
     if "webhook_url" in changes:
-        agency.webhook_url = str(body.webhook_url) if body.webhook_url else None
+        url = str(body.webhook_url) if body.webhook_url else None
+        secret = await _set_webhook(agency, url, address_policy or AddressPolicy())
     await session.commit()
-    return agency
+    return Saved(agency, secret)
+
+
+async def rotate_webhook_secret(*, session: AsyncSession, code: str) -> Saved:
+    """A new signing secret; the old one stops working at once."""
+    agency = await get(session=session, code=code)
+    if agency.webhook_url is None:
+        raise Conflict(f"agency {code} has no webhook URL; set one first")
+    agency.webhook_secret = new_webhook_secret()
+    await session.commit()
+    return Saved(agency, agency.webhook_secret)

@@ -1,4 +1,4 @@
-"""The `tracing` command: serve, migrate, demo data, tokens, the OpenAPI document."""
+"""The `tracing` command: serve, migrate, demo data, tokens, the webhook worker, the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -28,8 +28,54 @@ def _serve(args: argparse.Namespace) -> int:
 
     if not args.no_migrate:
         _migrate(args)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_config=None, access_log=False)
+    settings = get_settings()
+    if args.no_worker:
+        settings = settings.model_copy(update={"background_worker": False})
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_config=None, access_log=False)
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from tracing.api.app import DatabaseNotMigrated, check_migrated
+    from tracing.logs import configure as configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        asyncio.run(check_migrated(settings))
+    except DatabaseNotMigrated as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    try:
+        asyncio.run(_run_worker(settings, once=args.once))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _run_worker(settings, *, once: bool) -> None:  # noqa: ANN001 (Settings, imported lazily)
+    import signal
+
+    from tracing.db import create_engine, create_sessionmaker
+    from tracing.notify.delivery import DeliveryWorker
+
+    engine = create_engine(settings.database_url)
+    worker = DeliveryWorker(create_sessionmaker(engine), settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        if once:
+            delivered = await worker.run_once()
+            if worker.sweep_enabled:
+                await worker.sweep()
+            print(f"{delivered} deliveries attempted")
+        else:
+            await worker.run(stop)
+    finally:
+        await worker.aclose()
+        await engine.dispose()
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -161,7 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--no-migrate", action="store_true", help="do not run migrations first")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not deliver webhooks or sweep for overdue requests in this process (run `tracing worker`)",
+    )
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser("worker", help="deliver webhooks and sweep for overdue requests")
+    worker.add_argument("--once", action="store_true", help="deliver what is due now, sweep once, and exit")
+    worker.set_defaults(handler=_worker)
 
     commands.add_parser("migrate", help="apply database migrations").set_defaults(handler=_migrate)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_JWT_SECRET = "development-only-secret-change-me-0123456789"
@@ -38,6 +38,37 @@ class Settings(BaseSettings):
     bundles they signed still verify."""
     checkpoint_interval_seconds: int = 3600
     """How often `tracing serve` signs a checkpoint over all audit chain heads (0 turns it off)."""
+
+    # Deadlines (ITI: acknowledge receipt, answer within a reasonable time), per priority, in hours
+    # from each forward.
+    deadline_urgent_acknowledge_hours: float = Field(default=24, gt=0)
+    deadline_urgent_answer_hours: float = Field(default=72, gt=0)
+    deadline_routine_acknowledge_hours: float = Field(default=5 * 24, gt=0)
+    deadline_routine_answer_hours: float = Field(default=30 * 24, gt=0)
+    overdue_sweep_seconds: float = Field(default=60, ge=0)
+    """How often the worker looks for missed due dates (0 turns the sweep off)."""
+
+    background_worker: bool = True
+    """Whether `tracing serve` runs the webhook delivery worker and the overdue sweep in-process
+    (turn off when `tracing worker` runs them separately)."""
+    worker_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Whole-exchange limit for one webhook post: connect, send, and read the (bounded) answer."""
+    webhook_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_max_response_bytes: int = Field(default=64 * 1024, ge=0)
+    webhook_retry_hours: float = Field(default=24, gt=0)
+    """Deliveries are retried at least this long after their first attempt, then marked failed."""
+    webhook_backoff_base_seconds: float = Field(default=5, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=3600, gt=0)
+    webhook_lease_seconds: float = Field(default=60, gt=0)
+    """A claimed delivery belongs to its worker this long; if the worker dies it is retried after."""
+    webhook_concurrency: int = Field(default=16, ge=1, le=256)
+    webhook_allow_private_addresses: bool = False
+    """Allow webhook URLs resolving to private, loopback or link-local addresses (server-side
+    request forgery guard). Development always allows loopback."""
+    webhook_allow_http: bool = False
+    """Allow plain-http webhook URLs in production (development always allows them)."""
+    feed_max_wait_seconds: float = Field(default=30, ge=0)
 
     max_body_bytes: int = 1024 * 1024
     rate_limit_per_minute: int = 600

@@ -18,6 +18,8 @@ def _stderr_logger(*_args: object) -> structlog.PrintLogger:
 
 def configure(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stderr, level=level.upper())
+    # httpx logs every request's URL at INFO; webhook URLs may carry a receiver's token.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

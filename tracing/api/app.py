@@ -16,13 +16,17 @@ from tracing import __version__
 from tracing.api import problems
 from tracing.api.middleware import BodyLimit, RefuseNulInUrl, RequestContext
 from tracing.api.ratelimit import PrincipalRateLimit
-from tracing.api.routes import agencies, audit, dashboard, health, operations, stats, trace_requests
+from tracing.api.routes import agencies, audit, dashboard, events, health, operations, stats, trace_requests
 from tracing.audit.log import create_checkpoint
 from tracing.audit.signing import Signer, load_signer
 from tracing.config import Settings, get_settings
 from tracing.db import create_engine, create_sessionmaker, current_revision, head_revision
 from tracing.logs import configure as configure_logging
+from tracing.models.types import utcnow
+from tracing.notify.addresses import AddressPolicy
+from tracing.notify.delivery import DeliveryWorker
 from tracing.security import TokenVerifier
+from tracing.workflow.deadlines import DeadlinePolicy
 
 
 class DatabaseNotMigrated(RuntimeError):
@@ -74,20 +78,28 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         engine = create_engine(settings.database_url)
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
-        checkpoints = None
+        background: list[asyncio.Task[None]] = []
         if settings.checkpoint_interval_seconds > 0:
-            checkpoints = asyncio.create_task(
-                sign_checkpoints_periodically(
-                    app.state.sessionmaker, app.state.signer, settings.checkpoint_interval_seconds
+            background.append(
+                asyncio.create_task(
+                    sign_checkpoints_periodically(
+                        app.state.sessionmaker, app.state.signer, settings.checkpoint_interval_seconds
+                    )
                 )
             )
+        worker = None
+        if settings.background_worker:
+            worker = DeliveryWorker(app.state.sessionmaker, settings, clock=lambda: app.state.clock())
+            background.append(asyncio.create_task(worker.run()))
         try:
             yield
         finally:
-            if checkpoints is not None:
-                checkpoints.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await checkpoints
+                    await task
+            if worker is not None:
+                await worker.aclose()
             await engine.dispose()
 
     app = FastAPI(
@@ -103,6 +115,9 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     app.state.settings = settings
     app.state.token_verifier = TokenVerifier(settings)
     app.state.rate_limit = PrincipalRateLimit(settings.rate_limit_per_minute)
+    app.state.clock = utcnow
+    app.state.deadline_policy = DeadlinePolicy.from_settings(settings)
+    app.state.address_policy = AddressPolicy.from_settings(settings)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(agencies.router)
@@ -111,6 +126,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     app.include_router(operations.router)
     app.include_router(stats.router)
     app.include_router(dashboard.router)
+    app.include_router(events.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RefuseNulInUrl)
     app.add_middleware(RequestContext)

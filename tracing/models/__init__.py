@@ -3,6 +3,7 @@
 from tracing.models.agency import Agency
 from tracing.models.audit import AccessLogEntry, AuditCheckpoint, AuditEntry, AuditHead
 from tracing.models.exchange import Exchange
+from tracing.models.notify import DeliveryAttempt, Event, EventFeedHead, WebhookDelivery
 from tracing.models.operation import Operation, OperationRecovery
 from tracing.models.trace_request import IdempotencyKey, TraceRequest, TraceRequestParty
 
@@ -12,10 +13,14 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEntry",
     "AuditHead",
+    "DeliveryAttempt",
+    "Event",
+    "EventFeedHead",
     "Exchange",
     "IdempotencyKey",
     "Operation",
     "OperationRecovery",
     "TraceRequest",
     "TraceRequestParty",
+    "WebhookDelivery",
 ]

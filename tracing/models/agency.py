@@ -73,6 +73,11 @@ class Agency(AgencyBase, table=True):
     code: str = Field(max_length=64, unique=True)
     country: str = Field(max_length=2, index=True)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
+    webhook_secret: str | None = Field(default=None, max_length=200)
+    """Standard Webhooks signing secret (`whsec_...`); shown to the admin once, never logged."""
+    webhook_disabled_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    """Set when the receiver answered 410 Gone; setting the URL again re-enables the webhook."""
+    webhook_disabled_reason: str | None = Field(default=None, max_length=200)
 
 
 class AgencyPublic(AgencyBase):
@@ -80,6 +85,18 @@ class AgencyPublic(AgencyBase):
     code: str
     country: str
     created_at: dt.datetime
+    webhook_disabled_at: dt.datetime | None = None
+    webhook_disabled_reason: str | None = None
+
+
+class AgencyWithSecret(AgencyPublic):
+    webhook_secret: str | None = Field(
+        default=None,
+        description=(
+            "The webhook signing secret, present only in the response that created it: store it now,"
+            " it is not shown again"
+        ),
+    )
 
 
 class AgencyList(SQLModel):

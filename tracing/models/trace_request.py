@@ -283,6 +283,13 @@ class TraceRequest(SQLModel, table=True):
     answered_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
     closed_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
 
+    # Due dates of the current holder, set on every forward (tracing.workflow.deadlines), and when
+    # the overdue sweep noticed each one missed (so request.overdue is emitted once per due date).
+    acknowledge_by: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    answer_by: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime, index=True))
+    acknowledge_missed_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+    answer_missed_at: dt.datetime | None = Field(default=None, sa_column=Column(UTCDateTime))
+
     @property
     def reference(self) -> str:
         return format_reference(self.created_at.year, self.number or 0)
@@ -324,6 +331,28 @@ class IdempotencyKey(SQLModel, table=True):
 # ---- responses ------------------------------------------------------------------------------
 
 
+class Due(SQLModel):
+    """What the holder owes: receipt acknowledged and an answer given by these times (from the
+    latest forward). `overdue` is true while the request is forwarded and a due date has passed
+    unmet."""
+
+    acknowledge_by: dt.datetime | None
+    answer_by: dt.datetime | None
+    overdue: bool
+
+
+def is_overdue(request: TraceRequest, now: dt.datetime) -> bool:
+    if request.state != State.forwarded:
+        return False
+    missed_acknowledgement = (
+        request.acknowledge_by is not None
+        and request.acknowledged_at is None
+        and now > request.acknowledge_by
+    )
+    missed_answer = request.answer_by is not None and now > request.answer_by
+    return missed_acknowledgement or missed_answer
+
+
 class TraceRequestPublic(SQLModel):
     id: uuid.UUID
     reference: str
@@ -351,6 +380,7 @@ class TraceRequestPublic(SQLModel):
     acknowledged_at: dt.datetime | None
     answered_at: dt.datetime | None
     closed_at: dt.datetime | None
+    due: Due
 
 
 class TraceRequestList(SQLModel):
@@ -388,8 +418,11 @@ def columns_from_submission(body: TraceRequestCreate) -> dict[str, Any]:
     }
 
 
-def to_public(request: TraceRequest, parties: list[str]) -> TraceRequestPublic:
-    """Nest the stored columns back into the contract's shape (no re-validation of stored data)."""
+def to_public(
+    request: TraceRequest, parties: list[str], *, now: dt.datetime | None = None
+) -> TraceRequestPublic:
+    """Nest the stored columns back into the contract's shape (no re-validation of stored data).
+    `now` decides whether the request is overdue (the current time unless given)."""
     return TraceRequestPublic.model_construct(
         id=request.id,
         reference=request.reference,
@@ -437,4 +470,9 @@ def to_public(request: TraceRequest, parties: list[str]) -> TraceRequestPublic:
         acknowledged_at=request.acknowledged_at,
         answered_at=request.answered_at,
         closed_at=request.closed_at,
+        due=Due.model_construct(
+            acknowledge_by=request.acknowledge_by,
+            answer_by=request.answer_by,
+            overdue=is_overdue(request, now or utcnow()),
+        ),
     )

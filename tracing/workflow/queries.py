@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from tracing.errors import NotFound, Unprocessable
 from tracing.models.agency import Agency, AgencyKind
 from tracing.models.exchange import Exchange
 from tracing.models.trace_request import State, TraceRequest, TraceRequestParty
+from tracing.models.types import utcnow
 from tracing.security import Principal, Role
+from tracing.workflow.deadlines import overdue
 
 
 def visible_to(principal: Principal, *, auditing: bool = False) -> sa.ColumnElement[bool]:
@@ -74,6 +77,7 @@ class ListFilters:
     state: State | None = None
     operation: str | None = None
     country: str | None = None
+    overdue: bool | None = None
 
 
 def encode_cursor(number: int) -> str:
@@ -98,9 +102,14 @@ async def list_visible(
     *,
     limit: int,
     cursor: str | None,
+    now: dt.datetime | None = None,
 ) -> tuple[list[TraceRequest], str | None]:
-    """Newest first; the cursor is the last item's position, so pages never repeat or skip."""
+    """Newest first; the cursor is the last item's position, so pages never repeat or skip.
+    `now` decides which requests are overdue (the current time unless given)."""
     statement = select(TraceRequest).where(visible_to(principal))
+    if filters.overdue is not None:
+        is_overdue = overdue(now or utcnow())
+        statement = statement.where(is_overdue if filters.overdue else sa.not_(is_overdue))
     if filters.state is not None:
         statement = statement.where(TraceRequest.state == filters.state)
     if filters.operation is not None:

@@ -21,6 +21,7 @@ from sqlmodel import SQLModel, select
 
 from tracing import agencies
 from tracing.audit import log as audit_log
+from tracing.config import get_settings
 from tracing.errors import Conflict, Forbidden, PreconditionFailed, Unprocessable
 from tracing.models.agency import AgencyKind
 from tracing.models.exchange import Action, Exchange
@@ -35,8 +36,10 @@ from tracing.models.trace_request import (
     columns_from_submission,
 )
 from tracing.models.types import UTCDateTime, utcnow
+from tracing.notify import outbox
 from tracing.security import Principal
 from tracing.stats.operations import code_open_for_submissions
+from tracing.workflow import deadlines
 from tracing.workflow.machine import acts_as_contact_point, holder_after, plan
 from tracing.workflow.queries import get_visible, parties_of
 
@@ -90,6 +93,7 @@ async def submit(
         exchange = _exchange(request, Action.submit, principal, None, body, now, seq=1)
         session.add(exchange)
         await audit_log.append_exchange(session, exchange, new_chain=True)
+        await outbox.emit_for_transition(session, request, exchange)
         if idempotency_key is not None:
             session.add(
                 IdempotencyKey(
@@ -150,9 +154,11 @@ async def apply(
     body: SQLModel,
     if_match: str | None = None,
     now: dt.datetime | None = None,
+    deadline_policy: deadlines.DeadlinePolicy | None = None,
 ) -> Result:
     """Apply one move from the transition table to a request, or raise why it is refused.
 
+    A forward gives the new holder due dates by `deadline_policy` (the settings' when not given).
     `now` backdates the move (the demo replays a past operation); callers leave it unset.
     """
     request = await get_visible(session, principal, request_id)
@@ -180,6 +186,9 @@ async def apply(
         "updated_at": now,
         **_effects(action, body, now),
     }
+    if action is Action.forward:
+        policy = deadline_policy or deadlines.DeadlinePolicy.from_settings(get_settings())
+        values |= deadlines.on_forward(request.priority, now, policy)
     from_state = request.state
     statement = (
         sa.update(TraceRequest)
@@ -203,6 +212,7 @@ async def apply(
     exchange = _exchange(updated, action, principal, from_state, body, now, seq=values["version"])
     session.add(exchange)
     await audit_log.append_exchange(session, exchange)
+    await outbox.emit_for_transition(session, updated, exchange)
     try:
         await session.commit()
     except IntegrityError as exc:

@@ -64,7 +64,7 @@ async def get_evidence_bundle(
     bundle = build_bundle(
         signer=request.app.state.signer,
         principal=principal,
-        request=to_public(trace_request, parties[request_id]),
+        request=to_public(trace_request, parties[request_id], now=request.app.state.clock()),
         exchanges=exchanges,
         entries=found.entries,
         checkpoint=checkpoint,

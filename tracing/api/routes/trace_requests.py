@@ -37,6 +37,7 @@ router = APIRouter(prefix="/v1/trace-requests", tags=["trace requests"])
 async def _render(
     session: AsyncSession,
     request: TraceRequest,
+    http: Request,
     *,
     parties: list[str] | None = None,
     status_code: int = 200,
@@ -47,7 +48,7 @@ async def _render(
     if parties is None:
         parties = (await queries.parties_of(session, [request.id]))[request.id]
     return Response(
-        to_public(request, parties).model_dump_json(),
+        to_public(request, parties, now=http.app.state.clock()).model_dump_json(),
         status_code=status_code,
         media_type="application/json",
         headers={
@@ -69,6 +70,7 @@ async def submit_trace_request(
     body: TraceRequestCreate,
     session: SessionDep,
     principal: CurrentPrincipal,
+    http: Request,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
     submitted = await service.submit(
@@ -77,6 +79,7 @@ async def submit_trace_request(
     return await _render(
         session,
         submitted.request,
+        http,
         parties=submitted.parties,
         status_code=status.HTTP_201_CREATED,
         headers={"Idempotent-Replayed": "true"} if submitted.replayed else None,
@@ -85,18 +88,27 @@ async def submit_trace_request(
 
 @router.get("", response_model=TraceRequestList, responses=problems(401, 422))
 async def list_trace_requests(
+    http: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
     state: State | None = None,
     operation: Annotated[str | None, Query(max_length=64)] = None,
     country: Annotated[CountryCode | None, Query(description="a party country")] = None,
+    overdue: Annotated[
+        bool | None, Query(description="only requests past a due date (true) or not (false)")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TraceRequestList:
-    filters = queries.ListFilters(state=state, operation=operation, country=country)
-    found, next_cursor = await queries.list_visible(session, principal, filters, limit=limit, cursor=cursor)
+    filters = queries.ListFilters(state=state, operation=operation, country=country, overdue=overdue)
+    now = http.app.state.clock()
+    found, next_cursor = await queries.list_visible(
+        session, principal, filters, limit=limit, cursor=cursor, now=now
+    )
     parties = await queries.parties_of(session, [r.id for r in found])
-    return TraceRequestList(items=[to_public(r, parties[r.id]) for r in found], next_cursor=next_cursor)
+    return TraceRequestList(
+        items=[to_public(r, parties[r.id], now=now) for r in found], next_cursor=next_cursor
+    )
 
 
 @router.get("/{request_id}", response_model=TraceRequestPublic, responses=problems(401, 404, 422))
@@ -104,7 +116,7 @@ async def get_trace_request(
     request_id: uuid.UUID, http: Request, session: SessionDep, principal: CurrentPrincipal
 ) -> Response:
     request = await queries.get_visible(session, principal, request_id)
-    rendered = await _render(session, request)
+    rendered = await _render(session, request, http)
     await audit_log.record_access(session, principal, request_id, "details", http.state.request_id)
     return rendered
 
@@ -124,6 +136,7 @@ def _move_route(action: Action, body_model: type[SQLModel], summary: str) -> Non
         body: body_model,  # type: ignore[valid-type]
         session: SessionDep,
         principal: CurrentPrincipal,
+        http: Request,
         if_match: IfMatch = None,
     ) -> Response:
         result = await service.apply(
@@ -133,8 +146,9 @@ def _move_route(action: Action, body_model: type[SQLModel], summary: str) -> Non
             action=action,
             body=body,
             if_match=if_match,
+            deadline_policy=http.app.state.deadline_policy,
         )
-        return await _render(session, result.request, parties=result.parties)
+        return await _render(session, result.request, http, parties=result.parties)
 
     router.add_api_route(
         f"/{{request_id}}/{action.value}",

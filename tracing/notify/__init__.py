@@ -1,0 +1,1 @@
+"""Notifying agencies: the transactional outbox, webhook delivery, the event feed."""

@@ -1,0 +1,227 @@
+"""Emitting events to agencies inside the caller's transaction: the transactional outbox.
+
+Nothing is sent from here. An event row (and a webhook delivery row when the recipient has an
+active webhook) is added to the session the change is written in, so the event exists exactly when
+the change does. After the commit, the doorbell wakes the delivery worker and waiting feed readers
+of this process; other processes find the rows by polling.
+
+Who receives what derives from the exchange: request.submitted goes to the requesting country's
+contact point (new work to check and forward), request.forwarded to the new holder's contact
+point, request.acknowledged / answered / closed to the requesting side (the requesting agency and
+its country's contact point; a withdrawal also to the contact point that held the request), and
+request.overdue to the holder and the requesting side.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
+from sqlmodel import select
+
+from tracing.models.agency import Agency, AgencyKind
+from tracing.models.exchange import Action, Exchange
+from tracing.models.notify import DeliveryStatus, Event, EventFeedHead, EventType, WebhookDelivery
+from tracing.models.trace_request import State, TraceRequest
+from tracing.notify.doorbell import doorbell
+
+_EMITTED = "tracing.notify.emitted"
+
+_EVENT_OF_ACTION = {
+    Action.submit: EventType.request_submitted,
+    Action.forward: EventType.request_forwarded,
+    Action.acknowledge: EventType.request_acknowledged,
+    Action.answer: EventType.request_answered,
+    Action.close: EventType.request_closed,
+}
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """A UTC timestamp as the API writes it (ISO 8601 with `Z`)."""
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return iso_utc(moment) if moment is not None else None
+
+
+def request_summary(request: TraceRequest) -> dict[str, Any]:
+    """What every request event carries: enough to decide what to do, no firearm, case or person
+    details (the recipient fetches those with its own token, which also records the access)."""
+    return {
+        "reference": request.reference,
+        "state": request.state.value,
+        "version": request.version,
+        "priority": request.priority.value,
+        "holder_country": request.holder_country,
+        "requesting_country": request.requesting_country,
+        "due": {"acknowledge_by": _iso(request.acknowledge_by), "answer_by": _iso(request.answer_by)},
+    }
+
+
+async def contact_points(session: AsyncSession, countries: Iterable[str]) -> list[str]:
+    wanted = sorted(set(countries))
+    if not wanted:
+        return []
+    statement = select(Agency.code).where(Agency.kind == AgencyKind.contact_point, Agency.country.in_(wanted))
+    return list((await session.execute(statement)).scalars())
+
+
+async def recipients_of_transition(
+    session: AsyncSession, request: TraceRequest, exchange: Exchange
+) -> list[str]:
+    if exchange.action is Action.submit:
+        return await contact_points(session, [request.requesting_country])
+    if exchange.action is Action.forward:
+        return await contact_points(session, [request.holder_country])
+    countries = [request.requesting_country]
+    if exchange.action is Action.close and exchange.from_state == State.forwarded.value:
+        countries.append(request.holder_country)
+    return [request.requesting_agency, *await contact_points(session, countries)]
+
+
+async def recipients_of_overdue(session: AsyncSession, request: TraceRequest) -> list[str]:
+    countries = [request.holder_country, request.requesting_country]
+    return [request.requesting_agency, *await contact_points(session, countries)]
+
+
+async def emit_for_transition(
+    session: AsyncSession, request: TraceRequest, exchange: Exchange
+) -> list[Event]:
+    """The events of one workflow step, in the step's transaction."""
+    data = request_summary(request) | {"action": exchange.action.value, "by_country": exchange.country}
+    if exchange.action is Action.forward:
+        data["to_country"] = exchange.to_country
+    elif exchange.action is Action.answer:
+        data["outcome"] = request.outcome.value if request.outcome else None
+    elif exchange.action is Action.close:
+        data["resolution"] = request.resolution.value if request.resolution else None
+    return await emit(
+        session,
+        recipients=await recipients_of_transition(session, request, exchange),
+        type=_EVENT_OF_ACTION[exchange.action],
+        trace_request_id=request.id,
+        data=data,
+        at=exchange.at,
+    )
+
+
+async def emit_overdue(
+    session: AsyncSession, request: TraceRequest, *, missed: str, due_at: dt.datetime, at: dt.datetime
+) -> list[Event]:
+    data = request_summary(request) | {"missed": missed, "due_at": iso_utc(due_at)}
+    return await emit(
+        session,
+        recipients=await recipients_of_overdue(session, request),
+        type=EventType.request_overdue,
+        trace_request_id=request.id,
+        data=data,
+        at=at,
+    )
+
+
+async def emit_crosscheck_hit(
+    session: AsyncSession,
+    request: TraceRequest,
+    *,
+    registry_owner_country: str,
+    hit: dict[str, Any],
+    at: dt.datetime,
+) -> list[Event]:
+    """A cross-check found the request's firearm in a registry: tell the registry owner's contact
+    point, in the transaction that records the result. `hit` should name the registry, the matched
+    record's reference and the confidence, and nothing about possessors."""
+    data = {"reference": request.reference, "requesting_country": request.requesting_country, **hit}
+    return await emit(
+        session,
+        recipients=await contact_points(session, [registry_owner_country]),
+        type=EventType.crosscheck_hit,
+        trace_request_id=request.id,
+        data=data,
+        at=at,
+    )
+
+
+async def emit(
+    session: AsyncSession,
+    *,
+    recipients: Iterable[str],
+    type: EventType,
+    trace_request_id: uuid.UUID | None,
+    data: dict[str, Any],
+    at: dt.datetime,
+) -> list[Event]:
+    """Add one event per recipient agency (and its webhook delivery) to the caller's transaction."""
+    codes = sorted(set(recipients))  # one lock order for feed heads, so emitters never deadlock
+    if not codes:
+        return []
+    webhooks = await _active_webhooks(session, codes)
+    events = []
+    for code in codes:
+        event = Event(
+            agency=code,
+            seq=await _next_feed_seq(session, code),
+            type=type,
+            at=at,
+            trace_request_id=trace_request_id,
+            data=data,
+        )
+        session.add(event)
+        events.append(event)
+        if code in webhooks:
+            session.add(
+                WebhookDelivery(
+                    event_id=event.id,
+                    agency=code,
+                    status=DeliveryStatus.pending,
+                    next_attempt_at=at,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+    mark_emitted(session)
+    return events
+
+
+def mark_emitted(session: AsyncSession) -> None:
+    """Ring the doorbell when this session's transaction commits."""
+    session.info[_EMITTED] = True
+
+
+async def _active_webhooks(session: AsyncSession, codes: list[str]) -> set[str]:
+    statement = select(Agency.code).where(
+        Agency.code.in_(codes), Agency.webhook_url.is_not(None), Agency.webhook_disabled_at.is_(None)
+    )
+    return set((await session.execute(statement)).scalars())
+
+
+async def _next_feed_seq(session: AsyncSession, agency: str) -> int:
+    """Take the agency's next feed position. The upsert holds the head row's lock until commit, so
+    a later position is always committed after an earlier one and readers never skip an event."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = EventFeedHead.__table__
+    statement = (
+        insert(table)
+        .values(agency=agency, seq=1)
+        .on_conflict_do_update(index_elements=[table.c.agency], set_={"seq": table.c.seq + 1})
+        .returning(table.c.seq)
+    )
+    return (await session.execute(statement)).scalar_one()
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _ring_after_commit(session: Session) -> None:
+    if session.info.pop(_EMITTED, False):
+        doorbell.ring()
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _forget_after_rollback(session: Session) -> None:
+    session.info.pop(_EMITTED, None)
