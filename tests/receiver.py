@@ -34,6 +34,9 @@ class Reply:
     """When set, the body is this many bytes streamed in 64 KiB chunks (a huge answer)."""
     hang: bool = False
     """Never answer (until the connection is closed by the client)."""
+    chunk_bytes: int = 65536
+    chunk_delay: float = 0.0
+    """Seconds between streamed chunks (a body that trickles in)."""
 
 
 Behaviour = Callable[[Received], Reply | Awaitable[Reply]]
@@ -127,11 +130,13 @@ class Receiver:
             writer.write(reply.body)
             await writer.drain()
             return
-        chunk = b"x" * 65536
+        chunk = b"x" * reply.chunk_bytes
         async for piece in _chunks(reply.stream_bytes, chunk):
             writer.write(piece)
             await writer.drain()
             self.streamed_bytes += len(piece)
+            if reply.chunk_delay:
+                await asyncio.sleep(reply.chunk_delay)
 
 
 async def _chunks(total: int, chunk: bytes) -> AsyncIterator[bytes]:

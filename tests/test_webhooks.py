@@ -277,6 +277,18 @@ async def test_huge_answer_is_not_read_whole(
     assert (delivery["status"], delivery["last_status_code"]) == ("delivered", 200)
 
 
+async def test_answer_whose_body_trickles_past_the_time_limit_still_delivers(
+    client: httpx.AsyncClient, tokens: Tokens, world: None, worker: DeliveryWorker
+) -> None:
+    trickle = Reply(status=200, stream_bytes=200, chunk_bytes=10, chunk_delay=0.5)  # 10 s of body, 1 s limit
+    async with Receiver(lambda _: trickle) as receiver:
+        await hook(client, tokens, receiver.url)
+        await forward_new_request(client, tokens)
+        await worker.run_once()
+    (delivery,) = await deliveries(client, tokens)
+    assert (delivery["status"], delivery["last_status_code"]) == ("delivered", 200)
+
+
 async def test_several_workers_never_send_an_event_twice(
     app: FastAPI,
     client: httpx.AsyncClient,

@@ -405,21 +405,27 @@ class DeliveryWorker:
         body = webhook_body(event)
         # Signed with the wall clock, which receivers compare against (the injectable clock schedules).
         headers = signed_headers(agency.webhook_secret, event.id, body, utcnow()) | host_header
+        deadline = asyncio.get_running_loop().time() + self.settings.webhook_timeout_seconds
+        request = self.http.build_request(
+            "POST", target, content=body.encode(), headers=headers, extensions=extensions
+        )
         try:
-            async with asyncio.timeout(self.settings.webhook_timeout_seconds):
-                request = self.http.build_request(
-                    "POST", target, content=body.encode(), headers=headers, extensions=extensions
-                )
+            async with asyncio.timeout_at(deadline):
                 response = await self.http.send(request, stream=True)
-                try:
-                    await _read_bounded(response, self.settings.webhook_max_response_bytes)
-                finally:
-                    await response.aclose()
         except TimeoutError:
             error = f"no answer within {self.settings.webhook_timeout_seconds:g} s"
             return PostResult(Verdict.retry, error=error, duration_ms=elapsed())
         except httpx.HTTPError as exc:
             return PostResult(Verdict.retry, error=_describe(exc), duration_ms=elapsed())
+        try:
+            # The status decides; the body is read (bounded, within the same time limit) only so the
+            # connection can be reused, and a body that never ends does not undo a 2xx.
+            async with asyncio.timeout_at(deadline):
+                await _read_bounded(response, self.settings.webhook_max_response_bytes)
+        except (TimeoutError, httpx.HTTPError):
+            pass
+        finally:
+            await response.aclose()
         verdict, error = judge(response.status_code)
         return PostResult(verdict, status_code=response.status_code, error=error, duration_ms=elapsed())
 
