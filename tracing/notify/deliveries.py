@@ -35,13 +35,17 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def check_may_see_deliveries(principal: Principal, agency_code: str) -> None:
+async def check_may_see_deliveries(session: AsyncSession, principal: Principal, agency_code: str) -> None:
+    from tracing import agencies  # agencies uses this module for webhook secrets
+
     if principal.has(Role.admin):
         return
     own_user = principal.agency == agency_code and (
         principal.has(Role.contact_point) or principal.has(Role.investigator)
     )
-    if not own_user:
+    if not own_user or not await agencies.is_registered(
+        session, code=principal.agency, country=principal.country
+    ):
         raise Forbidden("an agency's deliveries are shown to admins and to the agency's own users")
 
 

@@ -82,7 +82,7 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(max_length=300)] = None,
 ) -> DeliveryList:
     """The agency's webhook deliveries, newest first (admins and the agency's own users)."""
-    deliveries.check_may_see_deliveries(principal, code)
+    await deliveries.check_may_see_deliveries(session, principal, code)
     await agencies.get(session=session, code=code)
     items, next_cursor = await deliveries.list_for_agency(
         session, agency=code, status=status, limit=limit, cursor=cursor
@@ -97,7 +97,7 @@ async def get_delivery(
     code: str, delivery_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
 ) -> DeliveryPublic:
     """One delivery with every attempt: when, how long, the receiver's status code or the error."""
-    deliveries.check_may_see_deliveries(principal, code)
+    await deliveries.check_may_see_deliveries(session, principal, code)
     return await deliveries.get_for_agency(session, agency=code, delivery_id=delivery_id)
 
 
@@ -110,5 +110,5 @@ async def redeliver(
     code: str, delivery_id: uuid.UUID, session: SessionDep, principal: CurrentPrincipal
 ) -> DeliveryPublic:
     """Queue a failed delivery again, due now, with a fresh retry window and the same event id."""
-    deliveries.check_may_see_deliveries(principal, code)
+    await deliveries.check_may_see_deliveries(session, principal, code)
     return await deliveries.redeliver(session, agency=code, delivery_id=delivery_id)
