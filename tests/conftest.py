@@ -144,6 +144,7 @@ def settings(database_url: str) -> Settings:
         jwt_secret=TEST_SECRET,
         signing_key=TEST_SIGNING_KEY,
         checkpoint_interval_seconds=0,
+        cross_check_poll_seconds=0,  # tests run cross-checks explicitly (app.state.cross_checks)
     )
 
 

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     """How often `tracing serve` signs a checkpoint over all audit chain heads (0 turns it off)."""
 
     max_body_bytes: int = 1024 * 1024
+    max_import_bytes: int = 2 * 1024 * 1024 * 1024
+    """Limit for streamed registry imports (POST /v1/registries/{id}/records), which are read in
+    batches and never held in memory whole."""
+    cross_check_poll_seconds: float = 1.0
+    """How often the in-process runner looks for due cross-checks (0 turns the runner off)."""
+    cross_check_retry_seconds: float = 30.0
+    """First delay before an unavailable registry is asked again; doubles on each failure."""
     max_page_size: int = 200
     default_page_size: int = 50
     log_level: str = "INFO"

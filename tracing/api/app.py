@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tracing import __version__
 from tracing.api import problems
 from tracing.api.middleware import BodyLimit, RequestContext
-from tracing.api.routes import agencies, audit, health, trace_requests
+from tracing.api.routes import agencies, audit, cross_checks, health, registries, trace_requests
 from tracing.audit.log import create_checkpoint
 from tracing.audit.signing import Signer, load_signer
 from tracing.config import Settings, get_settings
 from tracing.db import create_engine, create_sessionmaker, current_revision, head_revision
 from tracing.logs import configure as configure_logging
+from tracing.markings.service import CrossCheckRunner
 from tracing.security import TokenVerifier
 
 
@@ -80,9 +82,22 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                     app.state.sessionmaker, app.state.signer, settings.checkpoint_interval_seconds
                 )
             )
+        app.state.cross_checks = CrossCheckRunner(
+            app.state.sessionmaker,
+            poll_seconds=settings.cross_check_poll_seconds,
+            retry_base_seconds=settings.cross_check_retry_seconds,
+        )
+        runner = None
+        if settings.cross_check_poll_seconds > 0:
+            runner = asyncio.create_task(app.state.cross_checks.serve())
         try:
             yield
         finally:
+            if runner is not None:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+            await app.state.cross_checks.close()
             if checkpoints is not None:
                 checkpoints.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -106,6 +121,12 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     app.include_router(agencies.router)
     app.include_router(trace_requests.router)
     app.include_router(audit.router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(cross_checks.router)
+    app.include_router(registries.router)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        overrides=((re.compile(r"^/v1/registries/[^/]+/records$"), settings.max_import_bytes),),
+    )
     app.add_middleware(RequestContext)
     return app

@@ -3,6 +3,14 @@
 from tracing.models.agency import Agency
 from tracing.models.audit import AccessLogEntry, AuditCheckpoint, AuditEntry, AuditHead
 from tracing.models.exchange import Exchange
+from tracing.models.registry import (
+    CrossCheck,
+    ManufacturerAlias,
+    Registry,
+    RegistryNotice,
+    RegistryRecord,
+    RegistryRecordKey,
+)
 from tracing.models.trace_request import IdempotencyKey, TraceRequest, TraceRequestParty
 
 __all__ = [
@@ -11,8 +19,14 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEntry",
     "AuditHead",
+    "CrossCheck",
     "Exchange",
     "IdempotencyKey",
+    "ManufacturerAlias",
+    "Registry",
+    "RegistryNotice",
+    "RegistryRecord",
+    "RegistryRecordKey",
     "TraceRequest",
     "TraceRequestParty",
 ]

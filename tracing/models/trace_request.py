@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ConfigDict, model_validator
 from sqlmodel import JSON, Column, Field, SQLModel
 
+from tracing.models.registry import CrossCheckPublic
 from tracing.models.types import (
     CountryCode,
     LongText,
@@ -347,6 +348,9 @@ class TraceRequestPublic(SQLModel):
     acknowledged_at: dt.datetime | None
     answered_at: dt.datetime | None
     closed_at: dt.datetime | None
+    cross_checks: list[CrossCheckPublic] | None = Field(
+        default=None, description="the latest result per registry (results may arrive a moment after a move)"
+    )
 
 
 class TraceRequestList(SQLModel):
@@ -384,7 +388,9 @@ def columns_from_submission(body: TraceRequestCreate) -> dict[str, Any]:
     }
 
 
-def to_public(request: TraceRequest, parties: list[str]) -> TraceRequestPublic:
+def to_public(
+    request: TraceRequest, parties: list[str], cross_checks: list[CrossCheckPublic] | None = None
+) -> TraceRequestPublic:
     """Nest the stored columns back into the contract's shape (no re-validation of stored data)."""
     return TraceRequestPublic.model_construct(
         id=request.id,
@@ -433,4 +439,5 @@ def to_public(request: TraceRequest, parties: list[str]) -> TraceRequestPublic:
         acknowledged_at=request.acknowledged_at,
         answered_at=request.answered_at,
         closed_at=request.closed_at,
+        cross_checks=cross_checks,
     )

@@ -22,8 +22,10 @@ from sqlmodel import SQLModel, select
 from tracing.agencies import contact_point_of
 from tracing.audit import log as audit_log
 from tracing.errors import Conflict, Forbidden, PreconditionFailed, Unprocessable
+from tracing.markings import service as cross_checks
 from tracing.models.agency import Agency, AgencyKind
 from tracing.models.exchange import Action, Exchange
+from tracing.models.registry import CrossCheckTrigger
 from tracing.models.trace_request import (
     AnswerBody,
     CloseBody,
@@ -87,6 +89,7 @@ async def submit(
         exchange = _exchange(request, Action.submit, principal, None, body, now, seq=1)
         session.add(exchange)
         await audit_log.append_exchange(session, exchange, new_chain=True)
+        await cross_checks.schedule(session, request, CrossCheckTrigger.submit)
         if idempotency_key is not None:
             session.add(
                 IdempotencyKey(
@@ -195,6 +198,8 @@ async def apply(
     exchange = _exchange(updated, action, principal, from_state, body, now, seq=values["version"])
     session.add(exchange)
     await audit_log.append_exchange(session, exchange)
+    if action is Action.forward:
+        await cross_checks.schedule(session, updated, CrossCheckTrigger.forward)
     try:
         await session.commit()
     except IntegrityError as exc:

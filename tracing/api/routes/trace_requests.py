@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 from tracing.api.deps import CurrentPrincipal, IdempotencyKeyHeader, IfMatch, SessionDep
 from tracing.api.responses import problems
 from tracing.audit import log as audit_log
+from tracing.markings import service as cross_checks
 from tracing.models.exchange import Action, ExchangeList, ExchangePublic
 from tracing.models.trace_request import (
     AcknowledgeBody,
@@ -35,9 +36,10 @@ router = APIRouter(prefix="/v1/trace-requests", tags=["trace requests"])
 
 async def _render(session: AsyncSession, request: TraceRequest, response: Response) -> TraceRequestPublic:
     parties = await queries.parties_of(session, [request.id])
+    checks = await cross_checks.latest_for(session, [request.id])
     response.headers["ETag"] = service.etag(request.version)
     response.headers["Location"] = f"/v1/trace-requests/{request.id}"
-    return to_public(request, parties[request.id])
+    return to_public(request, parties[request.id], checks[request.id])
 
 
 @router.post(
@@ -74,7 +76,10 @@ async def list_trace_requests(
     filters = queries.ListFilters(state=state, operation=operation, country=country)
     found, next_cursor = await queries.list_visible(session, principal, filters, limit=limit, cursor=cursor)
     parties = await queries.parties_of(session, [r.id for r in found])
-    return TraceRequestList(items=[to_public(r, parties[r.id]) for r in found], next_cursor=next_cursor)
+    checks = await cross_checks.latest_for(session, [r.id for r in found])
+    return TraceRequestList(
+        items=[to_public(r, parties[r.id], checks[r.id]) for r in found], next_cursor=next_cursor
+    )
 
 
 @router.get("/{request_id}", response_model=TraceRequestPublic, responses=problems(401, 404, 422))
