@@ -125,7 +125,7 @@ def _decode(raw: bytes, encoding: str, number: int) -> str | RowProblem:
 def _bad_characters(value: str) -> str | None:
     for char in value:
         category = unicodedata.category(char)
-        if char == "\x00" or (category == "Cc" and char != "\t"):
+        if char == "\x00" or (category == "Cc" and char not in "\t\n\r"):
             return f"contains the control character U+{ord(char):04X}"
         if category == "Cs":
             return "contains an unpaired surrogate"
