@@ -45,3 +45,34 @@ async def import_csv(
         headers={**tokens.admin, "Content-Type": "text/csv"},
         params=params,
     )
+
+
+class ServerThread:
+    """An ASGI app served by uvicorn on a free port of 127.0.0.1, in a thread of its own."""
+
+    def __init__(self, app: Any) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        import time
+
+        self.thread.start()
+        for _ in range(500):  # up to ~5 s for the server to start
+            if self.server.started:
+                return self
+            time.sleep(0.01)
+        raise RuntimeError("the example registry did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.socket.close()

@@ -174,20 +174,22 @@ class CrossCheckRunner:
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
 
     async def run_pending(self, limit: int = 20) -> int:
-        """Claim and run due cross-checks until none is due; returns how many ran."""
+        """Claim and run the cross-checks due by now until none is left; returns how many ran.
+        (One that fails is due again later, so it is not retried within the same call.)"""
         total = 0
-        while claimed := await self._claim(limit):
+        started = utcnow()
+        while claimed := await self._claim(limit, started):
             for check_id in claimed:
                 await self.run_one(check_id)
             total += len(claimed)
         return total
 
-    async def _claim(self, limit: int) -> list[uuid.UUID]:
+    async def _claim(self, limit: int, due_by: dt.datetime) -> list[uuid.UUID]:
         now = utcnow()
         due = sa.or_(
             sa.and_(
                 CrossCheck.status.in_([CrossCheckStatus.pending, *_RETRYABLE]),
-                CrossCheck.next_attempt_at <= now,
+                CrossCheck.next_attempt_at <= due_by,
             ),
             sa.and_(
                 CrossCheck.status == CrossCheckStatus.running,
@@ -224,7 +226,8 @@ class CrossCheckRunner:
             if check is None or check.claimed_by != self.worker:
                 return
             registry = await session.get(Registry, check.registry_id)
-            request = await session.get(TraceRequest, check.trace_request_id)
+            statement = select(TraceRequest).where(TraceRequest.id == check.trace_request_id)
+            request = (await session.execute(statement)).scalar_one_or_none()
             assert registry is not None and request is not None
             reading = reading_of(request)
             plan = lookup_plan(reading.serial_number)
@@ -259,6 +262,7 @@ class CrossCheckRunner:
     ) -> None:
         now = utcnow()
         attempts = check.attempts + 1
+        first_attempt = check.attempts == 0  # read before the UPDATE below refreshes `check`
         retry_at = None
         if status in _RETRYABLE and attempts < MAX_ATTEMPTS:
             retry_at = now + retry_delay(attempts, self.retry_base_seconds)
@@ -282,7 +286,7 @@ class CrossCheckRunner:
             await session.rollback()  # another runner took it over after our lease ran out
             return
         # Audit each result once: the first failure, and the completed result.
-        if status == CrossCheckStatus.completed or check.attempts == 0:
+        if status == CrossCheckStatus.completed or first_attempt:
             await audit_log.append(
                 session,
                 chain_id=request.id,
