@@ -252,3 +252,30 @@ async def test_the_background_runner_delivers_results_without_being_asked(
                     break
                 await asyncio.sleep(0.05)
     assert items[0]["outcome"] == "confusable"
+
+
+async def test_demo_data_has_registries_and_a_confusion_that_is_matched(settings: Settings) -> None:
+    from sqlmodel import select
+
+    from tracing.db import create_engine, create_sessionmaker
+    from tracing.demo import load_demo
+    from tracing.markings.demo import CONFUSED_SERIAL
+    from tracing.markings.service import latest_for
+    from tracing.models.registry import Registry
+    from tracing.models.trace_request import TraceRequest
+
+    assert "registries NG-NFR" in await load_demo(settings)
+    engine = create_engine(settings.database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            registries = {r.code: r for r in (await session.execute(select(Registry))).scalars()}
+            statement = select(TraceRequest).where(TraceRequest.serial_number == CONFUSED_SERIAL)
+            confused = (await session.execute(statement)).scalar_one()
+            checks = {c.registry: c for c in (await latest_for(session, [confused.id]))[confused.id]}
+    finally:
+        await engine.dispose()
+    assert registries["NG-NFR"].record_count >= 10_000
+    assert registries["NG-LOST"].kind == "lost_stolen" and registries["RU-KC"].adapter == "http"
+    assert checks["NG-NFR"].outcome == "confusable"
+    assert checks["NG-NFR"].matches[0].record.serial_number == "LX 1023"
+    assert checks["RU-KC"].status in ("unavailable", "completed")  # the example server may not be running

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     """How often the in-process runner looks for due cross-checks (0 turns the runner off)."""
     cross_check_retry_seconds: float = 30.0
     """First delay before an unavailable registry is asked again; doubles on each failure."""
+    demo_registry_url: str = "http://127.0.0.1:8765"
+    """Where `tracing demo` points its HTTP registry (`tracing registry serve-example` listens there)."""
     max_page_size: int = 200
     default_page_size: int = 50
     log_level: str = "INFO"

@@ -106,7 +106,8 @@ def retry_delay(attempts: int, base_seconds: float) -> dt.timedelta:
 
 
 def match_json(match: Match) -> dict[str, Any]:
-    details = dict(match.candidate.details)
+    details = {k: v for k, v in match.candidate.details.items() if k != "record_no"}
+    details.update(details.pop("details", None) or {})
     return {
         "match_class": match.match_class.value,
         "serial": match.serial.value,
@@ -124,7 +125,7 @@ def match_json(match: Match) -> dict[str, Any]:
             "kind": details.pop("kind", None),
             "country_of_manufacture": details.pop("country_of_manufacture", None),
             "year_of_manufacture": details.pop("year_of_manufacture", None),
-            "details": details,
+            "details": {k: v for k, v in details.items() if v is not None},
         },
     }
 
