@@ -12,7 +12,7 @@ import codecs
 import csv
 import datetime as dt
 import json
-import unicodedata
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -54,6 +54,7 @@ class RecordRow:
     country_of_manufacture: str | None = None
     year_of_manufacture: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    normalized: str | None = None  # normalize_serial(serial_number), computed once while validating
 
 
 @dataclass(frozen=True)
@@ -122,14 +123,17 @@ def _decode(raw: bytes, encoding: str, number: int) -> str | RowProblem:
         )
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _bad_characters(value: str) -> str | None:
-    for char in value:
-        category = unicodedata.category(char)
-        if char == "\x00" or (category == "Cc" and char not in "\t\n\r"):
-            return f"contains the control character U+{ord(char):04X}"
-        if category == "Cs":
-            return "contains an unpaired surrogate"
-    return None
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    char = found.group()
+    if "\ud800" <= char <= "\udfff":
+        return "contains an unpaired surrogate"
+    return f"contains the control character U+{ord(char):04X}"
 
 
 def validate(line: int, values: dict[str, Any]) -> RecordRow | RowProblem:
@@ -153,7 +157,8 @@ def validate(line: int, values: dict[str, Any]) -> RecordRow | RowProblem:
     serial = clean["serial_number"]
     if not serial:
         return RowProblem(line, "serial_number", "is empty")
-    if not normalize_serial(serial).strip(UNREADABLE):
+    normalized = normalize_serial(serial)
+    if not normalized.strip(UNREADABLE):
         return RowProblem(line, "serial_number", "has no readable characters")
     if clean["make"] is None and "make" not in values:
         return RowProblem(line, "make", "is missing (give an empty make when it is unknown)")
@@ -189,6 +194,7 @@ def validate(line: int, values: dict[str, Any]) -> RecordRow | RowProblem:
         country_of_manufacture=country,
         year_of_manufacture=year,
         details=details,
+        normalized=normalized,
     )
 
 

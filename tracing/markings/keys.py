@@ -43,8 +43,11 @@ class RecordKeys:
     deletion_hashes: frozenset[int]
 
 
-def record_keys(serial_number: str) -> RecordKeys:
-    normalized = normalize_serial(serial_number)[:MAX_KEY_LENGTH]
+def record_keys(serial_number: str, *, normalized: str | None = None) -> RecordKeys:
+    """The keys of a serial (pass `normalized` when normalize_serial was already applied)."""
+    if normalized is None:
+        normalized = normalize_serial(serial_number)
+    normalized = normalized[:MAX_KEY_LENGTH]
     confusable = confusable_key(normalized)
     hashes = (
         frozenset(key_hash(d) for d in deletions(confusable))

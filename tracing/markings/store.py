@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from tracing.markings.imports import RecordRow
-from tracing.markings.keys import LookupPlan, key_hash, record_keys
+from tracing.markings.keys import LookupPlan, RecordKeys, key_hash, record_keys
 from tracing.markings.matching import attribute_key
 from tracing.markings.normalize import normalize_make
 from tracing.models.registry import Registry, RegistryRecord, RegistryRecordKey
@@ -34,11 +34,11 @@ _KEY_COLUMNS = ("registry_id", "key_hash", "record_no")
 _IN_CHUNK = 500  # parameters per IN list, well inside SQLite's limit
 
 
-def fingerprint(row: RecordRow) -> int:
+def fingerprint(row: RecordRow, keys: RecordKeys | None = None) -> int:
     """A record's identity in its registry: the registry's own id when given, else its markings."""
     if row.record_ref:
         return key_hash("ref\x1f" + row.record_ref)
-    keys = record_keys(row.serial_number)
+    keys = keys or record_keys(row.serial_number, normalized=row.normalized)
     parts = (keys.normalized, normalize_make(row.make), attribute_key(row.model), attribute_key(row.calibre))
     return key_hash("markings\x1f" + "\x1f".join(parts))
 
@@ -67,16 +67,17 @@ async def write_batch(
 ) -> BatchResult:
     """Insert the rows that are not duplicates (of each other or of stored records), with their
     keys, in the caller's transaction (the caller commits)."""
-    by_fingerprint: dict[int, RecordRow] = {}
+    by_fingerprint: dict[int, tuple[RecordRow, RecordKeys]] = {}
     duplicates: list[RecordRow] = []
     for row in rows:
-        print_ = fingerprint(row)
+        keys = record_keys(row.serial_number, normalized=row.normalized)
+        print_ = fingerprint(row, keys)
         if print_ in by_fingerprint:
             duplicates.append(row)
         else:
-            by_fingerprint[print_] = row
+            by_fingerprint[print_] = (row, keys)
     stored = await existing_fingerprints(session, registry_id, list(by_fingerprint))
-    duplicates.extend(by_fingerprint.pop(print_) for print_ in stored)
+    duplicates.extend(by_fingerprint.pop(print_)[0] for print_ in stored)
     if not by_fingerprint:
         return BatchResult(0, duplicates)
 
@@ -92,38 +93,49 @@ async def write_batch(
         .returning(Registry.next_record_no)
     )
     first = reserved.scalar_one() - count + 1
-    now = utcnow()
+    connection = await session.connection()
+    dialect = connection.dialect
+    table = RegistryRecord.__table__
+    # Values shared by the batch go through the column types' own bind processing once; the rest
+    # are plain str/int (and the details as JSON text), so rows go to the driver as they are.
+    shared_registry = _bound(table.c.registry_id, registry_id, dialect)
+    shared_now = _bound(table.c.imported_at, utcnow(), dialect)
     records: list[tuple] = []
-    keys: list[tuple] = []
-    for number, (print_, row) in enumerate(by_fingerprint.items(), start=first):
-        matching = record_keys(row.serial_number)
+    keys_rows: list[tuple] = []
+    for number, (print_, (row, keys)) in enumerate(by_fingerprint.items(), start=first):
         records.append(
             (
-                registry_id, number, row.record_ref, print_, row.serial_number, row.make, row.model,
-                row.calibre, row.kind, row.country_of_manufacture, row.year_of_manufacture, row.details,
-                matching.normalized, matching.confusable, matching.reversed, matching.length, now,
+                shared_registry, number, row.record_ref, print_, row.serial_number, row.make, row.model,
+                row.calibre, row.kind, row.country_of_manufacture, row.year_of_manufacture,
+                json.dumps(row.details, ensure_ascii=False, separators=(",", ":")),
+                keys.normalized, keys.confusable, keys.reversed, keys.length, shared_now,
             )
         )  # fmt: skip
-        keys.extend((registry_id, hashed, number) for hashed in matching.deletion_hashes)
-    connection = await session.connection()
-    if connection.dialect.name == "postgresql":
+        keys_rows.extend((shared_registry, hashed, number) for hashed in keys.deletion_hashes)
+    if dialect.name == "postgresql":
         raw = (await connection.get_raw_connection()).driver_connection
         await raw.copy_records_to_table(
-            RegistryRecord.__tablename__,
-            records=[(*r[:11], json.dumps(r[11], ensure_ascii=False), *r[12:]) for r in records],
-            columns=_RECORD_COLUMNS,
+            RegistryRecord.__tablename__, records=records, columns=_RECORD_COLUMNS
         )
-        await raw.copy_records_to_table(RegistryRecordKey.__tablename__, records=keys, columns=_KEY_COLUMNS)
+        await raw.copy_records_to_table(
+            RegistryRecordKey.__tablename__, records=keys_rows, columns=_KEY_COLUMNS
+        )
     else:
-        await connection.execute(
-            sa.insert(RegistryRecord.__table__), [dict(zip(_RECORD_COLUMNS, r, strict=True)) for r in records]
-        )
-        if keys:
-            await connection.execute(
-                sa.insert(RegistryRecordKey.__table__),
-                [dict(zip(_KEY_COLUMNS, k, strict=True)) for k in keys],
+        await connection.exec_driver_sql(_insert_sql(RegistryRecord.__tablename__, _RECORD_COLUMNS), records)
+        if keys_rows:
+            await connection.exec_driver_sql(
+                _insert_sql(RegistryRecordKey.__tablename__, _KEY_COLUMNS), keys_rows
             )
     return BatchResult(count, duplicates)
+
+
+def _bound(column: sa.Column, value: object, dialect: sa.Dialect) -> object:
+    process = column.type.bind_processor(dialect)
+    return process(value) if process else value
+
+
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def _candidate_numbers(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select | sa.CompoundSelect | None:
