@@ -78,7 +78,7 @@ def test_every_one_edit_reading_reaches_its_record_through_the_index_probes(edit
         return  # too short to search fuzzily, by design
     reached = (
         plan.confusable == stored.confusable
-        or bool(plan.neighbour_hashes & stored.deletion_hashes)
+        or bool(plan.neighbour_deletions & stored.deletions)
         or stored.confusable in plan.neighbour_keys
     )
     assert reached
@@ -89,7 +89,7 @@ def test_every_one_edit_reading_reaches_its_record_through_the_index_probes(edit
 def test_a_single_unreadable_character_is_one_stored_deletion(key: str, position: int) -> None:
     p = position % len(key)
     plan = lookup_plan(key[:p] + "?" + key[p + 1 :])
-    assert plan.single_gap_hash in record_keys(key).deletion_hashes
+    assert plan.single_gap in record_keys(key).deletions
 
 
 @PROPERTY
@@ -207,7 +207,7 @@ def test_odd_input_still_matches_what_it_can() -> None:
 
 def test_short_serials_are_not_searched_fuzzily() -> None:
     plan = lookup_plan("A12")
-    assert plan.searchable and not plan.neighbour_hashes
+    assert plan.searchable and not plan.neighbour_deletions
 
 
 def test_attribute_keys_fold_calibre_spellings() -> None:

@@ -49,9 +49,9 @@ def upgrade() -> None:
     )
     op.create_table('registry_record_key',
     sa.Column('registry_id', sa.Uuid(), nullable=False),
-    sa.Column('key_hash', sa.BigInteger(), nullable=False),
+    sa.Column('deletion', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('record_no', sa.BigInteger(), nullable=False),
-    sa.PrimaryKeyConstraint('registry_id', 'key_hash', 'record_no'),
+    sa.PrimaryKeyConstraint('registry_id', 'deletion', 'record_no'),
     sqlite_with_rowid=False
     )
     op.create_table('cross_check',

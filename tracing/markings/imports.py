@@ -85,22 +85,19 @@ async def _lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, bytes
     number = 0
     skipping = False
     async for chunk in chunks:
-        pending += chunk
-        while True:
-            end = pending.find(b"\n")
-            if end < 0:
-                break
+        *complete, rest = (pending + chunk).split(b"\n")
+        for line in complete:
+            if skipping:
+                skipping = False  # the end of an over-long line
+                continue
+            number += 1
+            yield number, line
+        pending = rest
+        if len(pending) > MAX_LINE_BYTES:
             if not skipping:
                 number += 1
-                yield number, pending[:end]
-            skipping = False
-            pending = pending[end + 1 :]
-        if len(pending) > MAX_LINE_BYTES and not skipping:
-            number += 1
-            yield number, pending[: MAX_LINE_BYTES + 1]
-            skipping = True
-        if skipping:
-            pending = b""
+                yield number, pending[: MAX_LINE_BYTES + 1]
+            skipping, pending = True, b""
     if pending and not skipping:
         yield number + 1, pending
 

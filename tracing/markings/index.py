@@ -18,7 +18,7 @@ class MemoryIndex:
         self._records: list[Candidate] = []
         self._by_normalized: dict[str, list[int]] = defaultdict(list)
         self._by_confusable: dict[str, list[int]] = defaultdict(list)
-        self._by_deletion: dict[int, list[int]] = defaultdict(list)
+        self._by_deletion: dict[str, list[int]] = defaultdict(list)
         self._by_length: dict[int, list[int]] = defaultdict(list)
         for candidate in candidates:
             self.add(candidate)
@@ -35,8 +35,8 @@ class MemoryIndex:
         self._by_normalized[keys.normalized].append(position)
         self._by_confusable[keys.confusable].append(position)
         self._by_length[keys.length].append(position)
-        for hashed in keys.deletion_hashes:
-            self._by_deletion[hashed].append(position)
+        for deletion in keys.deletions:
+            self._by_deletion[deletion].append(position)
 
     def lookup(self, plan: LookupPlan) -> list[Candidate]:
         """Every record the plan's probes reach (a superset of the matches; classify filters)."""
@@ -44,8 +44,8 @@ class MemoryIndex:
             return []
         found: set[int] = set()
         if plan.is_partial:
-            if plan.single_gap_hash is not None:
-                found.update(self._by_deletion.get(plan.single_gap_hash, ()))
+            if plan.single_gap is not None:
+                found.update(self._by_deletion.get(plan.single_gap, ()))
             else:
                 # The in-memory index has no ordered keys; scan the records of that length.
                 found.update(
@@ -59,8 +59,8 @@ class MemoryIndex:
         else:
             found.update(self._by_normalized.get(plan.normalized, ()))
             found.update(self._by_confusable.get(plan.confusable, ()))
-            for hashed in plan.neighbour_hashes:
-                found.update(self._by_deletion.get(hashed, ()))
+            for deletion in plan.neighbour_deletions:
+                found.update(self._by_deletion.get(deletion, ()))
             for key in plan.neighbour_keys:
                 found.update(self._by_confusable.get(key, ()))
         return [self._records[p] for p in sorted(found)[:MAX_CANDIDATES]]

@@ -3,7 +3,7 @@
 A record is indexed by its normalised serial (exact matches), its confusable key (O/0, I/1... read-off
 confusions), the confusable key reversed (so a serial whose first characters are unreadable can still
 be found by a range scan on its readable end), and the one-character deletion neighbourhood of the
-confusable key, stored as 64-bit hashes (one-edit matches and single unreadable characters). Every
+confusable key (one-edit matches and single unreadable characters). Every
 lookup is then a handful of equality or range probes on indexed columns, never a scan.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from tracing.markings.normalize import UNREADABLE, confusable_key, normalize_serial
+from tracing.markings.normalize import UNREADABLE, confusable_key, fold_confusables, normalize_serial
 
 # Shorter keys have deletion neighbourhoods that match a large part of any registry.
 MIN_FUZZY_LENGTH = 4
@@ -22,7 +22,7 @@ MAX_KEY_LENGTH = 64
 
 
 def key_hash(text: str) -> int:
-    """A stable signed 64-bit hash of a key (fits a BIGINT column on SQLite and PostgreSQL)."""
+    """A stable signed 64-bit hash (a BIGINT on SQLite and PostgreSQL), for record identities."""
     digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -40,7 +40,7 @@ class RecordKeys:
     confusable: str
     reversed: str
     length: int
-    deletion_hashes: frozenset[int]
+    deletions: frozenset[str]
 
 
 def record_keys(serial_number: str, *, normalized: str | None = None) -> RecordKeys:
@@ -48,13 +48,13 @@ def record_keys(serial_number: str, *, normalized: str | None = None) -> RecordK
     if normalized is None:
         normalized = normalize_serial(serial_number)
     normalized = normalized[:MAX_KEY_LENGTH]
-    confusable = confusable_key(normalized)
-    hashes = (
-        frozenset(key_hash(d) for d in deletions(confusable))
+    confusable = fold_confusables(normalized)
+    neighbourhood = (
+        frozenset(deletions(confusable))
         if len(confusable) >= MIN_FUZZY_LENGTH and UNREADABLE not in confusable
         else frozenset()
     )
-    return RecordKeys(normalized, confusable, confusable[::-1], len(confusable), hashes)
+    return RecordKeys(normalized, confusable, confusable[::-1], len(confusable), neighbourhood)
 
 
 @dataclass(frozen=True)
@@ -70,11 +70,11 @@ class LookupPlan:
     searchable: bool
     reason: str | None = None
     # one-edit probes (readings without unreadable characters)
-    neighbour_hashes: frozenset[int] = frozenset()  # hashes of the key and of its deletions
+    neighbour_deletions: frozenset[str] = frozenset()  # the key and its deletions, against stored ones
     neighbour_keys: frozenset[str] = frozenset()  # the key's deletions, against the records' own keys
     # partial probes (readings with unreadable characters)
     unreadable: int = 0
-    single_gap_hash: int | None = None  # one unreadable character: its deletion is a stored deletion
+    single_gap: str | None = None  # one unreadable character: the key without it is a stored deletion
     prefix: str = ""  # readable characters before the first unreadable one
     suffix_reversed: str = ""  # readable characters after the last unreadable one, reversed
 
@@ -103,11 +103,7 @@ def lookup_plan(serial_number: str) -> LookupPlan:
             normalized,
             confusable,
             True,
-            neighbour_hashes=(
-                frozenset({key_hash(confusable), *(key_hash(d) for d in deletions(confusable))})
-                if fuzzy
-                else frozenset()
-            ),
+            neighbour_deletions=frozenset({confusable, *deletions(confusable)}) if fuzzy else frozenset(),
             neighbour_keys=frozenset(deletions(confusable)) if fuzzy else frozenset(),
         )
     readable = len(confusable) - unreadable
@@ -120,13 +116,13 @@ def lookup_plan(serial_number: str) -> LookupPlan:
             unreadable=unreadable,
         )
     first, last = confusable.index(UNREADABLE), confusable.rindex(UNREADABLE)
-    single_gap = key_hash(confusable.replace(UNREADABLE, "")) if unreadable == 1 else None
+    single_gap = confusable.replace(UNREADABLE, "") if unreadable == 1 else None
     return LookupPlan(
         normalized,
         confusable,
         True,
         unreadable=unreadable,
-        single_gap_hash=single_gap,
+        single_gap=single_gap,
         prefix=confusable[:first],
         suffix_reversed=confusable[last + 1 :][::-1],
     )

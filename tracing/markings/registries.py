@@ -3,9 +3,12 @@ report, reading records back, and manufacturer aliases added by administrators."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
@@ -131,9 +134,38 @@ async def import_records(
     registry_id = registry.id
     await session.commit()  # release the read before the long stream
     report = _Report(registry, fmt)
+    statistics = _Statistics(session)
+    # Parsing the next batch overlaps with the database writing the last one: the parser runs in
+    # its own task while the writer waits on the database.
+    batches: asyncio.Queue[list[RecordRow] | None] = asyncio.Queue(maxsize=2)
+    parser = asyncio.create_task(_parse_into(batches, parse(chunks, fmt, encoding=encoding), report))
+    try:
+        while (batch := await batches.get()) is not None:
+            await _write(session, registry_id, batch, report)
+            await statistics.refresh_if_grown(report.imported)
+        await parser  # raises what stopped the parser, if anything did
+    except ImportRefused as exc:
+        if report.imported == 0 and report.received == 0:
+            raise Unprocessable(str(exc)) from exc
+        report.error(0, None, f"import stopped: {exc}")
+    finally:
+        if not parser.done():
+            parser.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await parser
+    await statistics.refresh_if_grown(report.imported, final=True)
+    report.errors.sort(key=lambda error: error.line)
+    return report.result()
+
+
+async def _parse_into(
+    batches: asyncio.Queue[list[RecordRow] | None],
+    rows: AsyncIterator[RecordRow | RowProblem],
+    report: _Report,
+) -> None:
     batch: list[RecordRow] = []
     try:
-        async for item in parse(chunks, fmt, encoding=encoding):
+        async for item in rows:
             report.received += 1
             if isinstance(item, RowProblem):
                 report.rejected += 1
@@ -141,15 +173,31 @@ async def import_records(
                 continue
             batch.append(item)
             if len(batch) >= BATCH_SIZE:
-                await _write(session, registry_id, batch, report)
+                await batches.put(batch)
                 batch = []
-    except ImportRefused as exc:
-        if report.imported == 0 and report.received == 0:
-            raise Unprocessable(str(exc)) from exc
-        report.error(0, None, f"import stopped: {exc}")
-    if batch:
-        await _write(session, registry_id, batch, report)
-    return report.result()
+        if batch:
+            await batches.put(batch)
+    finally:
+        await batches.put(None)
+
+
+class _Statistics:
+    """Keeps PostgreSQL's planner statistics in step with a bulk import. A registry table that grows
+    from nothing has none until autovacuum catches up, and without them the planner reads a whole
+    registry to check one batch for duplicates or to answer one lookup. ANALYZE samples a fixed
+    number of rows, so refreshing each time the import has doubled costs little."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.analyzed_at = 0
+
+    async def refresh_if_grown(self, imported: int, *, final: bool = False) -> None:
+        if (await self.session.connection()).dialect.name != "postgresql":
+            return
+        if imported > 2 * self.analyzed_at or (final and imported > self.analyzed_at):
+            await self.session.execute(sa.text("ANALYZE registry_record, registry_record_key"))
+            await self.session.commit()
+            self.analyzed_at = imported
 
 
 async def _write(

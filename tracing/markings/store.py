@@ -30,7 +30,7 @@ _RECORD_COLUMNS = (
     "firearm_kind", "country_of_manufacture", "year_of_manufacture", "details", "serial_key",
     "confusable_key", "reversed_key", "key_length", "imported_at",
 )  # fmt: skip
-_KEY_COLUMNS = ("registry_id", "key_hash", "record_no")
+_KEY_COLUMNS = ("registry_id", "deletion", "record_no")
 _IN_CHUNK = 500  # parameters per IN list, well inside SQLite's limit
 
 
@@ -111,7 +111,7 @@ async def write_batch(
                 keys.normalized, keys.confusable, keys.reversed, keys.length, shared_now,
             )
         )  # fmt: skip
-        keys_rows.extend((shared_registry, hashed, number) for hashed in keys.deletion_hashes)
+        keys_rows.extend((shared_registry, deletion, number) for deletion in keys.deletions)
     if dialect.name == "postgresql":
         raw = (await connection.get_raw_connection()).driver_connection
         await raw.copy_records_to_table(
@@ -143,11 +143,9 @@ def _candidate_numbers(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select | 
     length = len(plan.confusable)
     probes: list[sa.Select] = []
     if plan.is_partial:
-        if plan.single_gap_hash is not None:
+        if plan.single_gap is not None:
             probes.append(
-                select(key.record_no).where(
-                    key.registry_id == registry_id, key.key_hash == plan.single_gap_hash
-                )
+                select(key.record_no).where(key.registry_id == registry_id, key.deletion == plan.single_gap)
             )
         else:
             side, anchor = plan.anchor
@@ -172,10 +170,10 @@ def _candidate_numbers(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select | 
                 record.confusable_key == plan.confusable,
             )
         )
-        if plan.neighbour_hashes:
+        if plan.neighbour_deletions:
             probes.append(
                 select(key.record_no).where(
-                    key.registry_id == registry_id, key.key_hash.in_(sorted(plan.neighbour_hashes))
+                    key.registry_id == registry_id, key.deletion.in_(sorted(plan.neighbour_deletions))
                 )
             )
         if plan.neighbour_keys:

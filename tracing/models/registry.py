@@ -27,11 +27,11 @@ HeaderName = Annotated[
 HeaderValue = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=r"^[\x20-\x7e]+$")]
 
 
-def key_column(name: str | None = None) -> Any:
+def key_column(*, primary_key: bool = False) -> Any:
     """A match key column: byte-ordered on PostgreSQL whatever the database collation, so a prefix
     range scan on it is exact (SQLite compares bytes already)."""
     kind = sa.String(64).with_variant(sa.String(64, collation="C"), "postgresql")
-    return Column(kind, nullable=False)
+    return Column(kind, nullable=False, primary_key=primary_key)
 
 
 class RegistryKind(StrEnum):
@@ -170,14 +170,14 @@ class RegistryRecord(SQLModel, table=True):
 
 
 class RegistryRecordKey(SQLModel, table=True):
-    """The one-character deletion neighbourhood of each record's confusable key, hashed to 64 bits:
-    one-edit and single-unreadable-character lookups are equality probes on this primary key."""
+    """The one-character deletion neighbourhood of each record's confusable key: one-edit and
+    single-unreadable-character lookups are equality probes on this primary key."""
 
     __tablename__ = "registry_record_key"
     __table_args__ = {"sqlite_with_rowid": False}
 
     registry_id: uuid.UUID = Field(primary_key=True)
-    key_hash: int = Field(primary_key=True, sa_type=sa.BigInteger)
+    deletion: str = Field(sa_column=key_column(primary_key=True))
     record_no: int = Field(primary_key=True, sa_type=sa.BigInteger)
 
 
