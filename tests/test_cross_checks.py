@@ -279,3 +279,36 @@ async def test_demo_data_has_registries_and_a_confusion_that_is_matched(settings
     assert checks["NG-NFR"].outcome == "confusable"
     assert checks["NG-NFR"].matches[0].record.serial_number == "LX 1023"
     assert checks["RU-KC"].status in ("unavailable", "completed")  # the example server may not be running
+
+
+@pytest.mark.parametrize(
+    ("serial", "status", "outcome"),
+    [
+        ("🔫💥", 201, "not_searchable"),  # emoji only: nothing readable, kept as marked
+        ("L\x07X\x1b1023", 201, "exact"),  # control characters are not part of a serial
+        ("LХ 1023 ✓", 201, "exact"),  # Cyrillic Х and a symbol
+        ("   LX 1023   ", 201, "exact"),
+        ("X" * 200, 422, None),  # longer than a serial field holds
+        ("    ", 422, None),  # whitespace only
+        ("", 422, None),
+    ],
+)
+async def test_odd_serials_on_submission_give_a_result_or_a_clear_error(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    tokens: Tokens,
+    world: None,
+    serial: str,
+    status: int,
+    outcome: str | None,
+) -> None:
+    await national_registry(client, tokens)
+    body = submission(firearm__serial_number=serial, firearm__serial_obliterated="none")
+    response = await client.post("/v1/trace-requests", json=body, headers=tokens.investigator)
+    assert response.status_code == status, response.text
+    if status != 201:
+        assert response.headers["content-type"] == "application/problem+json"
+        return
+    await app.state.cross_checks.run_pending()
+    check = (await cross_checks(client, tokens.investigator, response.json()["id"]))["items"][0]
+    assert (check["status"], check["outcome"]) == ("completed", outcome)

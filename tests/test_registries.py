@@ -3,13 +3,18 @@ databases; manufacturer aliases added through the API."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import Tokens
 from tests.registry_helpers import AKM_ROWS, create_registry, csv_text, import_csv
+from tracing.config import Settings
 
 
 async def test_admin_creates_lists_and_updates_registries(client: httpx.AsyncClient, tokens: Tokens) -> None:
@@ -300,3 +305,22 @@ async def test_alias_rules(
         assert again.status_code == 409
     forbidden = await client.post("/v1/manufacturers/aliases", json=body, headers=tokens.investigator)
     assert forbidden.status_code == 403
+
+
+async def test_cli_import_streams_a_file_and_reports_bad_lines(
+    client: httpx.AsyncClient, tokens: Tokens, settings: Settings, tmp_path: Path
+) -> None:
+    await create_registry(client, tokens)
+    path = tmp_path / "records.csv"
+    path.write_text(csv_text([*AKM_ROWS, ["NG-0009", "", "Glock", "", "", "", ""]]), encoding="utf-8")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tracing.cli", "registry", "import", "NG-NFR", str(path),
+        env={**os.environ, "TRACING_DATABASE_URL": settings.database_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+    assert process.returncode == 1  # some rows were rejected
+    assert "line 5: serial_number: is empty" in err.decode()
+    assert "NG-NFR: 4 rows read, 3 imported, 0 duplicates, 1 rejected" in out.decode()
+    registry = (await client.get("/v1/registries/NG-NFR", headers=tokens.admin)).json()
+    assert registry["record_count"] == 3

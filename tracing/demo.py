@@ -127,8 +127,8 @@ async def load_demo(settings: Settings) -> str:
                         action=action,
                         body=body,
                     )
-        akm_submission = _submission(**akm, serial_number="-", requested_country="RU", case_reference="-")
-        registries_summary = await registries_demo.finish(sessions, investigator, akm_submission)
+        confused = _submission(**akm, **registries_demo.CONFUSED_READING, requested_country="RU")
+        registries_summary = await registries_demo.finish(sessions, investigator, confused)
         return (
             f"demo data loaded: {len(AGENCIES)} agencies and {len(walks)} trace requests"
             f" (as of {dt.date.today().isoformat()}){registries_summary}"

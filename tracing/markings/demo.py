@@ -16,12 +16,17 @@ from tracing.markings.corpus import generate_records
 from tracing.markings.imports import KNOWN_COLUMNS, ImportFormat
 from tracing.markings.service import CrossCheckRunner
 from tracing.models.registry import AdapterKind, RegistryCreate, RegistryKind
-from tracing.models.trace_request import Obliteration, TraceRequestCreate
+from tracing.models.trace_request import TraceRequestCreate
 from tracing.security import Principal
 from tracing.workflow import service
 
 NATIONAL_RECORDS = 12_000
 CONFUSED_SERIAL = "LX 1O23"  # read off the receiver with the letter O for the digit zero
+CONFUSED_READING = {
+    "serial_number": CONFUSED_SERIAL,
+    "serial_obliterated": "none",
+    "case_reference": "NE/2017/1199",
+}
 
 # The demo's AKMs as Nigeria registered them on import in 2009 (the README's walkthrough).
 NG_AKMS = [
@@ -83,18 +88,11 @@ async def load_registries(sessions: async_sessionmaker[AsyncSession], example_ur
 
 
 async def finish(
-    sessions: async_sessionmaker[AsyncSession], investigator: Principal, body: TraceRequestCreate
+    sessions: async_sessionmaker[AsyncSession], investigator: Principal, confused: TraceRequestCreate
 ) -> str:
-    """Submit the request read with a confusion, then run every scheduled cross-check once (an
-    example registry that is not running yet is `unavailable` and retried by `tracing serve`)."""
-    confused = body.model_copy(
-        update={
-            "case_reference": "NE/2017/1199",
-            "firearm": body.firearm.model_copy(
-                update={"serial_number": CONFUSED_SERIAL, "serial_obliterated": Obliteration.none}
-            ),
-        }
-    )
+    """Submit the request read with a confusion (built from CONFUSED_READING), then run every
+    scheduled cross-check once (an example registry that is not running yet is `unavailable` and
+    retried by `tracing serve`)."""
     async with sessions() as session:
         submitted = await service.submit(
             session=session, principal=investigator, body=confused, idempotency_key=None
