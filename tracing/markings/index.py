@@ -44,8 +44,9 @@ class MemoryIndex:
             return []
         found: set[int] = set()
         if plan.is_partial:
-            if plan.single_gap is not None:
-                found.update(self._by_deletion.get(plan.single_gap, ()))
+            if plan.gap_deletions:
+                for deletion in plan.gap_deletions:
+                    found.update(self._by_deletion.get(deletion, ()))
             else:
                 # The in-memory index has no ordered keys; scan the records of that length.
                 found.update(

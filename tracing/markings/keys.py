@@ -10,6 +10,8 @@ lookup is then a handful of equality or range probes on indexed columns, never a
 from __future__ import annotations
 
 import hashlib
+import itertools
+import string
 from dataclasses import dataclass
 
 from tracing.markings.normalize import UNREADABLE, confusable_key, fold_confusables, normalize_serial
@@ -18,7 +20,14 @@ from tracing.markings.normalize import UNREADABLE, confusable_key, fold_confusab
 MIN_FUZZY_LENGTH = 4
 # A partial serial needs this many readable characters, and at least half of it readable.
 MIN_READABLE_FOR_PARTIAL = 3
+# Up to this many unreadable characters, all but one are filled with every character a key can hold
+# and the last one is a stored deletion: equality probes (29 for two, 841 for three). With more, a
+# range scan on the longer readable end.
+MAX_ENUMERATED_UNREADABLE = 3
 MAX_KEY_LENGTH = 64
+# What a confusable key is made of (Latin letters that look like digits are folded away), so what an
+# unreadable character in a key may stand for. Keys with other scripts' letters are rare.
+KEY_ALPHABET = "".join(sorted({fold_confusables(char) for char in string.ascii_uppercase + string.digits}))
 
 
 def key_hash(text: str) -> int:
@@ -74,7 +83,7 @@ class LookupPlan:
     neighbour_keys: frozenset[str] = frozenset()  # the key's deletions, against the records' own keys
     # partial probes (readings with unreadable characters)
     unreadable: int = 0
-    single_gap: str | None = None  # one unreadable character: the key without it is a stored deletion
+    gap_deletions: frozenset[str] = frozenset()  # stored deletions a partial reading can match
     prefix: str = ""  # readable characters before the first unreadable one
     suffix_reversed: str = ""  # readable characters after the last unreadable one, reversed
 
@@ -116,16 +125,33 @@ def lookup_plan(serial_number: str) -> LookupPlan:
             unreadable=unreadable,
         )
     first, last = confusable.index(UNREADABLE), confusable.rindex(UNREADABLE)
-    single_gap = confusable.replace(UNREADABLE, "") if unreadable == 1 else None
+    gap_deletions = (
+        _gap_deletions(confusable)
+        if unreadable <= MAX_ENUMERATED_UNREADABLE and len(confusable) >= MIN_FUZZY_LENGTH
+        else frozenset()
+    )
     return LookupPlan(
         normalized,
         confusable,
         True,
         unreadable=unreadable,
-        single_gap=single_gap,
+        gap_deletions=gap_deletions,
         prefix=confusable[:first],
         suffix_reversed=confusable[last + 1 :][::-1],
     )
+
+
+def _gap_deletions(pattern: str) -> frozenset[str]:
+    """The last unreadable character deleted, every other one filled with each key character."""
+    positions = [i for i, char in enumerate(pattern) if char == UNREADABLE]
+    last = positions[-1]
+    base = list(pattern[:last] + pattern[last + 1 :])
+    filled = set()
+    for fill in itertools.product(KEY_ALPHABET, repeat=len(positions) - 1):
+        for position, char in zip(positions[:-1], fill, strict=True):
+            base[position] = char
+        filled.add("".join(base))
+    return frozenset(filled)
 
 
 def within_one_edit(first: str, second: str) -> bool:

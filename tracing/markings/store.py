@@ -143,9 +143,11 @@ def _candidate_numbers(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select | 
     length = len(plan.confusable)
     probes: list[sa.Select] = []
     if plan.is_partial:
-        if plan.single_gap is not None:
+        if plan.gap_deletions:
             probes.append(
-                select(key.record_no).where(key.registry_id == registry_id, key.deletion == plan.single_gap)
+                select(key.record_no).where(
+                    key.registry_id == registry_id, key.deletion.in_(sorted(plan.gap_deletions))
+                )
             )
         else:
             side, anchor = plan.anchor
