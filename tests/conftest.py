@@ -145,6 +145,7 @@ def settings(database_url: str) -> Settings:
         signing_key=TEST_SIGNING_KEY,
         checkpoint_interval_seconds=0,
         background_worker=False,
+        cross_check_poll_seconds=0,  # tests run cross-checks explicitly (app.state.cross_checks)
     )
 
 

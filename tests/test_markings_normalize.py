@@ -16,6 +16,7 @@ from tracing.markings.manufacturers import (
     resolve_make,
 )
 from tracing.markings.normalize import (
+    _normalize_serial_unicode,
     confusable_key,
     normalize_make,
     normalize_serial,
@@ -60,6 +61,12 @@ CONFUSIONS = [("O", "0"), ("I", "1"), ("L", "1"), ("S", "5"), ("B", "8"), ("Z", 
 def test_normalize_serial_is_idempotent(text: str) -> None:
     once = normalize_serial(text)
     assert normalize_serial(once) == once
+
+
+@PROPERTY
+@given(st.one_of(st.text(alphabet=st.characters(max_codepoint=127)), serial_like_text))
+def test_ascii_fast_path_agrees_with_the_unicode_steps(text: str) -> None:
+    assert normalize_serial(text) == _normalize_serial_unicode(text)
 
 
 @PROPERTY

@@ -177,6 +177,68 @@ def _audit_verify_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_import(args: argparse.Namespace) -> int:
+    from tracing.errors import TracingError
+    from tracing.markings.imports import ImportFormat
+    from tracing.markings.registries import import_records
+
+    path = Path(args.file)
+    fmt = (
+        ImportFormat(args.format)
+        if args.format
+        else (ImportFormat.jsonl if path.suffix.lower() in (".jsonl", ".ndjson") else ImportFormat.csv)
+    )
+
+    async def chunks():  # noqa: ANN202 (an async generator of the file's bytes)
+        handle = await asyncio.to_thread(path.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, 1024 * 1024):
+                yield chunk
+        finally:
+            handle.close()
+
+    async def work(session):  # noqa: ANN001, ANN202
+        return await import_records(
+            session=session, registry_ref=args.registry, chunks=chunks(), fmt=fmt, encoding=args.encoding
+        )
+
+    try:
+        report = asyncio.run(_with_session(work))
+    except TracingError as exc:
+        print(f"import refused: {exc.detail}", file=sys.stderr)
+        return 2
+    for error in report.errors:
+        field = f" {error.field}:" if error.field else ""
+        print(f"line {error.line}:{field} {error.message}", file=sys.stderr)
+    if report.errors_omitted:
+        print(f"... and {report.errors_omitted} more errors", file=sys.stderr)
+    print(
+        f"{report.registry}: {report.received} rows read, {report.imported} imported,"
+        f" {report.duplicates} duplicates, {report.rejected} rejected"
+    )
+    return 0 if report.rejected == 0 else 1
+
+
+def _registry_serve_example(args: argparse.Namespace) -> int:
+    import itertools
+
+    import uvicorn
+
+    from tracing.markings.example_server import DEMO_RECORDS, create_example_app, generated, load_csv
+
+    if args.file:
+        candidates = load_csv(Path(args.file).read_text(encoding="utf-8"))
+    else:
+        candidates = list(itertools.chain(DEMO_RECORDS, generated(args.records, args.seed)))
+    app = create_example_app(candidates, token=args.token)
+    print(
+        f"example registry with {len(candidates)} records on http://{args.host}:{args.port}/lookup",
+        flush=True,
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
 def openapi_document() -> str:
     from tracing.api.app import create_app
     from tracing.config import Settings
@@ -246,6 +308,27 @@ def build_parser() -> argparse.ArgumentParser:
     verify_bundle.add_argument("file", help="the bundle (compact JWS) as downloaded")
     verify_bundle.add_argument("--public-key", help="PEM file (or PEM text) of the signing public key")
     verify_bundle.set_defaults(handler=_audit_verify_bundle)
+
+    registry = commands.add_parser("registry", help="import registry records, run the example registry")
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True)
+    import_ = registry_commands.add_parser(
+        "import", help="stream a CSV or JSON-lines file into a local registry (errors go to stderr)"
+    )
+    import_.add_argument("registry", help="the registry's code or UUID")
+    import_.add_argument("file", help="CSV with a header row, or JSON lines (.jsonl/.ndjson)")
+    import_.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
+    import_.add_argument("--encoding", default="utf-8", help="utf-8 (default) or a single-byte encoding")
+    import_.set_defaults(handler=_registry_import)
+    example = registry_commands.add_parser(
+        "serve-example", help="run the reference HTTP registry (generated records) for tests and demos"
+    )
+    example.add_argument("--host", default="127.0.0.1")
+    example.add_argument("--port", type=int, default=8765)
+    example.add_argument("--records", type=int, default=10_000, help="generated records (default 10000)")
+    example.add_argument("--seed", type=int, default=2009)
+    example.add_argument("--file", help="serve the records of this CSV file instead")
+    example.add_argument("--token", help="require Authorization: Bearer TOKEN")
+    example.set_defaults(handler=_registry_serve_example)
 
     openapi = commands.add_parser("openapi", help="write openapi/openapi.json")
     openapi.add_argument("--check", action="store_true", help="fail if the file is out of date")

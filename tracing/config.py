@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     rate_limit_per_minute: int = 600
     """Requests a principal (agency and subject) may make per minute on one instance; 0 disables."""
+    max_import_bytes: int = 2 * 1024 * 1024 * 1024
+    """Limit for streamed registry imports (POST /v1/registries/{id}/records), which are read in
+    batches and never held in memory whole."""
+    cross_check_poll_seconds: float = 1.0
+    """How often the in-process runner looks for due cross-checks (0 turns the runner off)."""
+    cross_check_retry_seconds: float = 30.0
+    """First delay before an unavailable registry is asked again; doubles on each failure."""
+    demo_registry_url: str = "http://127.0.0.1:8765"
+    """Where `tracing demo` points its HTTP registry (`tracing registry serve-example` listens there)."""
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -11,6 +11,7 @@ from sqlmodel import select
 from tracing import agencies
 from tracing.config import Settings
 from tracing.db import create_engine, create_sessionmaker
+from tracing.markings import demo as registries_demo
 from tracing.models.agency import Agency, AgencyCreate
 from tracing.models.exchange import Action
 from tracing.models.trace_request import (
@@ -70,6 +71,7 @@ async def load_demo(settings: Settings) -> str:
                     body=AgencyCreate(code=code, name=name, country=country, kind=kind),
                 )
         operation_replay = await load_trigger_iii(sessions)
+        await registries_demo.load_registries(sessions, settings.demo_registry_url)
         investigator = _principal("NE-PJ", "NE", Role.investigator, "inspector.moussa")
         ne = _principal("NE-NCP", "NE", Role.contact_point, "ncp.officer.ne")
         ru = _principal("RU-NCP", "RU", Role.contact_point, "ncp.officer.ru")
@@ -127,9 +129,11 @@ async def load_demo(settings: Settings) -> str:
                         action=action,
                         body=body,
                     )
+        confused = _submission(**akm, **registries_demo.CONFUSED_READING, requested_country="RU")
+        registries_summary = await registries_demo.finish(sessions, investigator, confused)
         return (
             f"demo data loaded: {len(AGENCIES)} agencies and {len(walks)} trace requests"
-            f" (as of {dt.date.today().isoformat()}); {operation_replay}"
+            f" (as of {dt.date.today().isoformat()}); {operation_replay}{registries_summary}"
         )
     finally:
         await engine.dispose()

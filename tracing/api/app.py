@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,12 +17,24 @@ from tracing import __version__
 from tracing.api import problems
 from tracing.api.middleware import BodyLimit, RefuseNulInUrl, RequestContext
 from tracing.api.ratelimit import PrincipalRateLimit
-from tracing.api.routes import agencies, audit, dashboard, events, health, operations, stats, trace_requests
+from tracing.api.routes import (
+    agencies,
+    audit,
+    cross_checks,
+    dashboard,
+    events,
+    health,
+    operations,
+    registries,
+    stats,
+    trace_requests,
+)
 from tracing.audit.log import create_checkpoint
 from tracing.audit.signing import Signer, load_signer
 from tracing.config import Settings, get_settings
 from tracing.db import create_engine, create_sessionmaker, current_revision, head_revision
 from tracing.logs import configure as configure_logging
+from tracing.markings.service import CrossCheckRunner
 from tracing.models.types import utcnow
 from tracing.notify.addresses import AddressPolicy
 from tracing.notify.delivery import DeliveryWorker
@@ -87,6 +100,13 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
                     )
                 )
             )
+        app.state.cross_checks = CrossCheckRunner(
+            app.state.sessionmaker,
+            poll_seconds=settings.cross_check_poll_seconds,
+            retry_base_seconds=settings.cross_check_retry_seconds,
+        )
+        if settings.cross_check_poll_seconds > 0:
+            background.append(asyncio.create_task(app.state.cross_checks.serve()))
         worker = None
         if settings.background_worker:
             worker = DeliveryWorker(app.state.sessionmaker, settings, clock=lambda: app.state.clock())
@@ -127,7 +147,13 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     app.include_router(stats.router)
     app.include_router(dashboard.router)
     app.include_router(events.router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.include_router(cross_checks.router)
+    app.include_router(registries.router)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        overrides=((re.compile(r"^/v1/registries/[^/]+/records$"), settings.max_import_bytes),),
+    )
     app.add_middleware(RefuseNulInUrl)
     app.add_middleware(RequestContext)
     return app

@@ -67,16 +67,34 @@ class RequestContext:
 
 
 class BodyLimit:
-    """Refuses bodies over the limit with 413 problem+json, by Content-Length or while streaming."""
+    """Refuses bodies over the limit with 413 problem+json, by Content-Length or while streaming.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `overrides` give other limits to routes that stream their body (path pattern, limit)."""
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, overrides: tuple[tuple[re.Pattern[str], int], ...] = ()
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.overrides = overrides
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = next(
+            (limit for pattern, limit in self.overrides if pattern.match(scope["path"])),
+            self.default_max_bytes,
+        )
+        await _LimitedRequest(self.app, max_bytes)(scope, receive, send)
+
+
+class _LimitedRequest:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(scope, receive, send)

@@ -1,1 +1,2 @@
-"""Firearm markings: pure normalisation of serials and manufacturer names, and the manufacturer table."""
+"""Firearm markings: pure normalisation of serials and manufacturer names, the manufacturer table,
+match keys and match classes (pure); registries, their adapters (local, HTTP) and cross-checks."""

@@ -66,12 +66,25 @@ _LEGAL_FORMS_LEADING = frozenset(
 _CJK_COMPANY_SUFFIXES = ("股份有限公司", "有限责任公司", "有限公司", "集团公司", "公司")
 
 
+# ASCII needs none of the Unicode steps: letters upper-cased, digits kept, unreadable marks to `?`,
+# everything else (separators, punctuation, controls) dropped. Registry imports are mostly ASCII.
+_ASCII_SERIAL = str.maketrans(
+    {chr(code): None for code in range(128) if not chr(code).isalnum()} | dict.fromkeys("?*_", UNREADABLE)
+)
+
+
 def normalize_serial(text: str) -> str:
     """Reduce a serial as read off a firearm to a comparable form.
 
     Upper case, no separators of any script, no diacritics, Cyrillic and Greek look-alikes folded to
     Latin, digits of any script as ASCII digits, every unreadable mark as `?`. Idempotent.
     """
+    if text.isascii():
+        return text.upper().translate(_ASCII_SERIAL)
+    return _normalize_serial_unicode(text)
+
+
+def _normalize_serial_unicode(text: str) -> str:
     text = text.replace(_NUMERO_SIGN, " ")
     decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).upper())
     kept = "".join(_serial_char(char) for char in decomposed)
@@ -99,7 +112,12 @@ def confusable_key(text: str) -> str:
     Two serials that differ only by those confusions (or by anything normalize_serial ignores) share a
     key; `?` wildcards are kept. Idempotent.
     """
-    return normalize_serial(text).translate(_CONFUSABLES)
+    return fold_confusables(normalize_serial(text))
+
+
+def fold_confusables(normalized: str) -> str:
+    """confusable_key for a serial that is already normalised."""
+    return normalized.translate(_CONFUSABLES)
 
 
 def serial_pattern_matches(pattern: str, serial: str) -> bool:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ConfigDict, model_validator
 from sqlmodel import JSON, Column, Field, SQLModel
 
+from tracing.models.registry import CrossCheckPublic
 from tracing.models.types import (
     CountryCode,
     LongText,
@@ -381,6 +382,9 @@ class TraceRequestPublic(SQLModel):
     answered_at: dt.datetime | None
     closed_at: dt.datetime | None
     due: Due
+    cross_checks: list[CrossCheckPublic] | None = Field(
+        default=None, description="the latest result per registry (results may arrive a moment after a move)"
+    )
 
 
 class TraceRequestList(SQLModel):
@@ -419,7 +423,11 @@ def columns_from_submission(body: TraceRequestCreate) -> dict[str, Any]:
 
 
 def to_public(
-    request: TraceRequest, parties: list[str], *, now: dt.datetime | None = None
+    request: TraceRequest,
+    parties: list[str],
+    cross_checks: list[CrossCheckPublic] | None = None,
+    *,
+    now: dt.datetime | None = None,
 ) -> TraceRequestPublic:
     """Nest the stored columns back into the contract's shape (no re-validation of stored data).
     `now` decides whether the request is overdue (the current time unless given)."""
@@ -475,4 +483,5 @@ def to_public(
             answer_by=request.answer_by,
             overdue=is_overdue(request, now or utcnow()),
         ),
+        cross_checks=cross_checks,
     )

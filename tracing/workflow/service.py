@@ -23,8 +23,10 @@ from tracing import agencies
 from tracing.audit import log as audit_log
 from tracing.config import get_settings
 from tracing.errors import Conflict, Forbidden, PreconditionFailed, Unprocessable
+from tracing.markings import service as cross_checks
 from tracing.models.agency import AgencyKind
 from tracing.models.exchange import Action, Exchange
+from tracing.models.registry import CrossCheckTrigger
 from tracing.models.trace_request import (
     AnswerBody,
     CloseBody,
@@ -94,6 +96,7 @@ async def submit(
         session.add(exchange)
         await audit_log.append_exchange(session, exchange, new_chain=True)
         await outbox.emit_for_transition(session, request, exchange)
+        await cross_checks.schedule(session, request, CrossCheckTrigger.submit)
         if idempotency_key is not None:
             session.add(
                 IdempotencyKey(
@@ -213,6 +216,8 @@ async def apply(
     session.add(exchange)
     await audit_log.append_exchange(session, exchange)
     await outbox.emit_for_transition(session, updated, exchange)
+    if action is Action.forward:
+        await cross_checks.schedule(session, updated, CrossCheckTrigger.forward)
     try:
         await session.commit()
     except IntegrityError as exc:

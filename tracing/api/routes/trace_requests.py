@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 from tracing.api.deps import CurrentPrincipal, IdempotencyKeyHeader, IfMatch, SessionDep, require_any_role
 from tracing.api.responses import problems
 from tracing.audit import log as audit_log
+from tracing.markings import service as cross_checks
 from tracing.models.exchange import Action, ExchangeList, ExchangePublic
 from tracing.models.trace_request import (
     AcknowledgeBody,
@@ -47,8 +48,9 @@ async def _render(
     way in, and validating a nested response again would cost more than the rest of a submit."""
     if parties is None:
         parties = (await queries.parties_of(session, [request.id]))[request.id]
+    checks = (await cross_checks.latest_for(session, [request.id]))[request.id]
     return Response(
-        to_public(request, parties, now=http.app.state.clock()).model_dump_json(),
+        to_public(request, parties, checks, now=http.app.state.clock()).model_dump_json(),
         status_code=status_code,
         media_type="application/json",
         headers={
@@ -106,8 +108,9 @@ async def list_trace_requests(
         session, principal, filters, limit=limit, cursor=cursor, now=now
     )
     parties = await queries.parties_of(session, [r.id for r in found])
+    checks = await cross_checks.latest_for(session, [r.id for r in found])
     return TraceRequestList(
-        items=[to_public(r, parties[r.id], now=now) for r in found], next_cursor=next_cursor
+        items=[to_public(r, parties[r.id], checks[r.id], now=now) for r in found], next_cursor=next_cursor
     )
 
 

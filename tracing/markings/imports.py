@@ -1,0 +1,277 @@
+"""Parsing registry record files as they stream in: CSV with a header row, or JSON lines.
+
+Bytes arrive in chunks of any size; records are yielded one by one, each either a valid RecordRow or
+a RowProblem naming the line and the field. A bad row never stops the file: only a file that
+cannot be read at all (no header, missing required columns, an unsupported encoding) raises
+ImportRefused. Memory stays bounded whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as dt
+import json
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from tracing.markings.keys import MAX_KEY_LENGTH
+from tracing.markings.normalize import UNREADABLE, normalize_serial
+from tracing.models.trace_request import FirearmKind
+from tracing.models.types import is_country_code
+
+REQUIRED_COLUMNS = ("serial_number", "make")
+KNOWN_COLUMNS = (
+    "record_id", "serial_number", "make", "model", "calibre", "kind", "country_of_manufacture",
+    "year_of_manufacture",
+)  # fmt: skip
+MAX_LINE_BYTES = 64 * 1024
+MAX_DETAILS = 20
+_LIMITS = {"record_id": 128, "serial_number": MAX_KEY_LENGTH, "make": 200, "model": 200, "calibre": 64}
+
+
+class ImportFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
+class ImportRefused(ValueError):
+    """The file as a whole cannot be imported (nothing was written)."""
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    line: int
+    serial_number: str
+    make: str
+    record_ref: str | None = None
+    model: str | None = None
+    calibre: str | None = None
+    kind: str | None = None
+    country_of_manufacture: str | None = None
+    year_of_manufacture: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    normalized: str | None = None  # normalize_serial(serial_number), computed once while validating
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    field: str | None
+    message: str
+
+
+def check_encoding(name: str) -> str:
+    """The codec name for a supported encoding: UTF-8 or a single-byte, ASCII-compatible one
+    (Latin-1, Windows-1251, KOI8-R...), so lines can be split on bytes before decoding."""
+    try:
+        info = codecs.lookup(name)
+    except LookupError as exc:
+        raise ImportRefused(f"unknown encoding {name!r}") from exc
+    if info.name != "utf-8" and (
+        b"\n".decode(info.name, "replace") != "\n" or len("é".encode(info.name, "replace")) != 1
+    ):
+        raise ImportRefused(f"encoding {name!r} is not supported; send UTF-8 or a single-byte encoding")
+    return info.name
+
+
+async def _lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, bytes]]:
+    """Physical lines with their 1-based numbers. A line longer than MAX_LINE_BYTES is yielded cut
+    short (one byte over the limit, so it is reported) and the rest of it is skipped."""
+    pending = b""
+    number = 0
+    skipping = False
+    async for chunk in chunks:
+        *complete, rest = (pending + chunk).split(b"\n")
+        for line in complete:
+            if skipping:
+                skipping = False  # the end of an over-long line
+                continue
+            number += 1
+            yield number, line
+        pending = rest
+        if len(pending) > MAX_LINE_BYTES:
+            if not skipping:
+                number += 1
+                yield number, pending[: MAX_LINE_BYTES + 1]
+            skipping, pending = True, b""
+    if pending and not skipping:
+        yield number + 1, pending
+
+
+def _decode(raw: bytes, encoding: str, number: int) -> str | RowProblem:
+    if number == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    if number == 1 and raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raise ImportRefused("the file is UTF-16; save it as UTF-8")
+    if len(raw) > MAX_LINE_BYTES:
+        return RowProblem(number, None, f"line is longer than {MAX_LINE_BYTES} bytes")
+    try:
+        return raw.decode(encoding).removesuffix("\r")
+    except UnicodeDecodeError as exc:
+        return RowProblem(
+            number,
+            None,
+            f"not valid {encoding} (byte 0x{raw[exc.start]:02X} at position {exc.start + 1});"
+            " send UTF-8, or name the file's encoding",
+        )
+
+
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _bad_characters(value: str) -> str | None:
+    found = _CONTROL.search(value)
+    if found is None:
+        return None
+    char = found.group()
+    if "\ud800" <= char <= "\udfff":
+        return "contains an unpaired surrogate"
+    return f"contains the control character U+{ord(char):04X}"
+
+
+def validate(line: int, values: dict[str, Any]) -> RecordRow | RowProblem:
+    """Check one record's fields; unknown fields are kept as details."""
+    clean: dict[str, Any] = {}
+    for name in KNOWN_COLUMNS:
+        value = values.get(name)
+        if value is None:
+            clean[name] = None
+            continue
+        if name == "year_of_manufacture" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            return RowProblem(line, name, f"must be text, not {type(value).__name__}")
+        if problem := _bad_characters(value):
+            return RowProblem(line, name, problem)
+        value = value.strip()
+        if name in _LIMITS and len(value) > _LIMITS[name]:
+            return RowProblem(line, name, f"longer than {_LIMITS[name]} characters")
+        clean[name] = value or None
+    serial = clean["serial_number"]
+    if not serial:
+        return RowProblem(line, "serial_number", "is empty")
+    normalized = normalize_serial(serial)
+    if not normalized.strip(UNREADABLE):
+        return RowProblem(line, "serial_number", "has no readable characters")
+    if clean["make"] is None and "make" not in values:
+        return RowProblem(line, "make", "is missing (give an empty make when it is unknown)")
+    kind = clean["kind"]
+    if kind is not None and kind not in FirearmKind.__members__:
+        return RowProblem(line, "kind", f"must be one of {', '.join(FirearmKind)}")
+    country = clean["country_of_manufacture"]
+    if country is not None:
+        country = country.upper()
+        if not is_country_code(country):
+            return RowProblem(
+                line, "country_of_manufacture", f"{country!r} is not an ISO 3166-1 alpha-2 code"
+            )
+    year = clean["year_of_manufacture"]
+    if year is not None:
+        if not year.isdigit() or not 1800 <= int(year) <= dt.date.today().year:
+            return RowProblem(line, "year_of_manufacture", f"{year!r} is not a year between 1800 and now")
+        year = int(year)
+    details = {k: v for k, v in values.items() if k not in KNOWN_COLUMNS and v not in (None, "")}
+    if len(details) > MAX_DETAILS or len(json.dumps(details, ensure_ascii=False)) > 4000:
+        return RowProblem(line, None, f"more than {MAX_DETAILS} extra fields or 4000 characters of them")
+    for name, value in details.items():
+        if isinstance(value, str) and (problem := _bad_characters(value)):
+            return RowProblem(line, name, problem)
+    return RecordRow(
+        line=line,
+        serial_number=serial,
+        make=clean["make"] or "",
+        record_ref=clean["record_id"],
+        model=clean["model"],
+        calibre=clean["calibre"],
+        kind=kind,
+        country_of_manufacture=country,
+        year_of_manufacture=year,
+        details=details,
+        normalized=normalized,
+    )
+
+
+async def parse(
+    chunks: AsyncIterable[bytes], fmt: ImportFormat, *, encoding: str = "utf-8"
+) -> AsyncIterator[RecordRow | RowProblem]:
+    encoding = check_encoding(encoding)
+    lines = _lines(chunks)
+    if fmt is ImportFormat.jsonl:
+        async for number, raw in lines:
+            text = _decode(raw, encoding, number)
+            if isinstance(text, RowProblem):
+                yield text
+            elif text.strip():
+                yield _json_row(number, text)
+        return
+    async for row in _csv_rows(lines, encoding):
+        yield row
+
+
+def _json_row(number: int, text: str) -> RecordRow | RowProblem:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RowProblem(number, None, f"not valid JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return RowProblem(number, None, "not valid JSON: nested too deeply")
+    if not isinstance(document, dict):
+        return RowProblem(number, None, "each line must be a JSON object")
+    return validate(number, document)
+
+
+async def _csv_rows(
+    lines: AsyncIterator[tuple[int, bytes]], encoding: str
+) -> AsyncIterator[RecordRow | RowProblem]:
+    header: list[str] | None = None
+    record_start, parts = 0, []
+    async for number, raw in lines:
+        text = _decode(raw, encoding, number)
+        if header is None:
+            if isinstance(text, RowProblem):
+                raise ImportRefused(f"the header line cannot be read: {text.message}")
+            if not text.strip():
+                continue
+            header = [name.strip().lower() for name in next(csv.reader([text]))]
+            missing = [c for c in REQUIRED_COLUMNS if c not in header]
+            if missing:
+                raise ImportRefused(
+                    f"the CSV header lacks the column(s) {', '.join(missing)}; found: {', '.join(header)}"
+                )
+            duplicated = sorted({name for name in header if header.count(name) > 1})
+            if duplicated:
+                raise ImportRefused(f"the CSV header names column(s) twice: {', '.join(duplicated)}")
+            continue
+        if isinstance(text, RowProblem):
+            record_start, parts = 0, []
+            yield text
+            continue
+        if not parts:
+            record_start = number
+        parts.append(text)
+        joined = "\n".join(parts)
+        # A quoted field may hold a line break: the record ends once its quotes balance.
+        if joined.count('"') % 2 == 1 and len(joined) <= MAX_LINE_BYTES:
+            continue
+        parts = []
+        if not joined.strip():
+            continue
+        yield _csv_row(record_start, joined, header)
+    if parts:
+        yield RowProblem(record_start, None, "a quoted field is not closed before the end of the file")
+    if header is None:
+        raise ImportRefused("the file is empty: a CSV file needs a header row")
+
+
+def _csv_row(number: int, text: str, header: list[str]) -> RecordRow | RowProblem:
+    try:
+        cells = next(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        return RowProblem(number, None, f"not valid CSV: {exc}")
+    if len(cells) != len(header):
+        return RowProblem(number, None, f"expected {len(header)} fields as in the header, found {len(cells)}")
+    return validate(number, dict(zip(header, cells, strict=True)))
