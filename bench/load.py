@@ -50,10 +50,15 @@ from bench.workload import Ledger, Recorder, Run, print_figures, run_users, set_
 
 
 def client_for(server: ServerProcess, users: int) -> httpx.AsyncClient:
+    # uvicorn closes a keep-alive connection after 5 s idle; a client that keeps idle connections
+    # as long (httpx's default) now and then sends a request on one the server is closing, and
+    # gets no response. Every client of the service should keep them for less (README, Operations).
     return httpx.AsyncClient(
         base_url=server.base_url,
         timeout=httpx.Timeout(30.0),
-        limits=httpx.Limits(max_connections=users * 2, max_keepalive_connections=users * 2),
+        limits=httpx.Limits(
+            max_connections=users * 2, max_keepalive_connections=users * 2, keepalive_expiry=2.0
+        ),
     )
 
 
@@ -125,6 +130,8 @@ async def run_load(args: argparse.Namespace, scratch: Path) -> int:
     races = sum(1 for s in recorder.samples if s.operation == "forward-race") // 2
     print(f"  (forward races: {races}; each has exactly one 200 and one 409/412 loser by design)")
     print(f"no response (refused, reset, timed out): {sum(recorder.transport_errors.values())}")
+    for kind, count in recorder.transport_errors.most_common(5):
+        print(f"  {kind} x{count}")
     print(
         f"cases played: {sum(p.cases_played for p in people)}; CPU seconds: server {server_cpu:.1f},"
         f" load client {client_cpu:.1f} (of {elapsed * (os.cpu_count() or 1):.0f} available)"
