@@ -81,6 +81,16 @@ async def postgres_version(admin_url: str) -> str:
         await connection.close()
 
 
+async def database_bytes(database_url: str) -> int:
+    connection = await asyncpg.connect(
+        database_url.replace("postgresql+asyncpg://", "postgresql://"), timeout=10
+    )
+    try:
+        return int(await connection.fetchval("SELECT pg_database_size(current_database())"))
+    finally:
+        await connection.close()
+
+
 def machine_context() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{os.cpu_count()} CPUs, load average {load} at start, Python {platform.python_version()}"
@@ -102,6 +112,7 @@ async def run_load(args: argparse.Namespace, scratch: Path) -> int:
             assert server.process is not None
             async with client_for(server, args.users) as client:
                 await set_up_world(client, run_secrets)
+                size_before = await database_bytes(url)
                 recorder, ledger = Recorder(), Ledger()
                 run = Run(client, run_secrets, recorder, ledger, deadline=args.duration)
                 print(
@@ -116,6 +127,7 @@ async def run_load(args: argparse.Namespace, scratch: Path) -> int:
                 server_cpu = cpu_seconds_of(server.process.pid) - server_cpu
                 client_cpu = own_cpu_seconds() - client_cpu
         verdict = await check_database(url, ledger, run_secrets.public_pem)
+        grown = await database_bytes(url) - size_before
         alarms = server.log_alarms()
         if args.keep_log:
             shutil.copyfile(server.log_path, args.keep_log)
@@ -144,6 +156,11 @@ async def run_load(args: argparse.Namespace, scratch: Path) -> int:
         for message in messages[:10]:
             print(f"  {message}")
     verdict.print()
+    requests = verdict.counts.get("trace requests", 0)
+    print(
+        f"database grew by {grown / 1e6:.1f} MB: {grown / max(requests, 1) / 1024:.1f} KiB per trace request"
+        " with its exchanges, audit entries, access log rows and indexes"
+    )
     print(f"server log: {len(alarms)} lines showing an unhandled exception")
     for line in alarms[:5]:
         print(f"  {line[:300]}")
