@@ -146,7 +146,9 @@ async def run_load(args: argparse.Namespace, scratch: Path) -> int:
         print(f"  {kind} x{count}")
     print(
         f"cases played: {sum(p.cases_played for p in people)}; CPU seconds: server {server_cpu:.1f},"
-        f" load client {client_cpu:.1f} (of {elapsed * (os.cpu_count() or 1):.0f} available)"
+        f" load client {client_cpu:.1f} (of {elapsed * (os.cpu_count() or 1):.0f} on the machine);"
+        f" {len(statuses) / max(server_cpu, 0.001):.0f} requests per server CPU-second;"
+        f" load average at the end {', '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
     for title, messages in (
         ("unexpected responses", recorder.unexpected),
