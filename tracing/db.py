@@ -10,6 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -38,10 +39,19 @@ def create_engine(database_url: str, **kwargs: Any) -> AsyncEngine:
             cursor.close()
 
         return engine
-    # Pre-ping costs a round trip per checkout, but after a database restart or a killed connection
-    # it spares the next request a 503: stale pooled connections are replaced before use.
-    options = {"pool_size": 20, "max_overflow": 20, "pool_pre_ping": True}
-    return create_async_engine(database_url, **(options | kwargs))
+    engine = create_async_engine(database_url, **({"pool_size": 20, "max_overflow": 20} | kwargs))
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _discard_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # Without pool_pre_ping (a round trip per checkout), a pooled connection that PostgreSQL
+        # closed while it sat idle (a restart, a failover, an idle timeout) would fail the next
+        # request that draws it. asyncpg notices the closed socket by itself, so asking it costs
+        # nothing; DisconnectionError makes the pool replace the connection and retry the checkout.
+        is_closed = getattr(dbapi_connection.driver_connection, "is_closed", None)
+        if is_closed is not None and is_closed():
+            raise DisconnectionError("the database closed this pooled connection")
+
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -8,6 +8,7 @@ from typing import Annotated
 import structlog
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tracing.errors import Forbidden, Unauthorized
@@ -18,8 +19,17 @@ _bearer = HTTPBearer(auto_error=False, description="JWT issued for an agency use
 
 async def _session(request: Request) -> AsyncIterator[AsyncSession]:
     # Commands commit their own unit of work; whatever is left uncommitted is rolled back here.
-    async with request.app.state.sessionmaker() as session:
+    session: AsyncSession = request.app.state.sessionmaker()
+    try:
         yield session
+    finally:
+        try:
+            await session.close()
+        except (DBAPIError, OSError):
+            # The connection broke under this request (the database restarted or went away): its
+            # error, if any, is already being answered, and the rollback cannot reach the server.
+            # Drop the connection instead of handing it back to the pool half-used.
+            await session.invalidate()
 
 
 async def _principal(

@@ -79,6 +79,24 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# SQLSTATEs that say the database cannot serve us now rather than that a statement is wrong: class 08
+# (connection exception), and the server shutting down, crashing or not yet accepting (57P01-57P03,
+# which PostgreSQL sends while it stops or starts).
+_UNAVAILABLE_SQLSTATES = ("57P01", "57P02", "57P03")
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether an error means the database is out of reach (a 503 to retry), not a bug (a 500)."""
+    if isinstance(exc, OperationalError | InterfaceError | OSError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = str(getattr(exc.orig, "sqlstate", None) or "")
+        return sqlstate.startswith("08") or sqlstate in _UNAVAILABLE_SQLSTATES
+    return False
+
+
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # The driver's own message ("database is locked", "connection refused"), never the statement
     # or its parameters, which may hold case details.
@@ -95,9 +113,8 @@ async def _value_does_not_fit(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-        return await _database_unavailable(request, exc)
-    if isinstance(exc, OSError | ConnectionError):
+    """A database out of reach is a 503 to retry; anything else that gets here is a bug: a 500."""
+    if database_unreachable(exc):
         return await _database_unavailable(request, exc)
     log.exception("unhandled_error", error=exc.__class__.__name__)
     return problem(500, "Internal error", "an unexpected error occurred", slug="internal")
@@ -108,6 +125,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DataError, _value_does_not_fit)
-    app.add_exception_handler(OperationalError, _database_unavailable)
-    app.add_exception_handler(InterfaceError, _database_unavailable)
+    # Database and socket errors are registered by class, not left to the catch-all alone: the
+    # catch-all runs in Starlette's outermost middleware, which re-raises after answering, so the
+    # answer would lack the request id and security headers, the log would get a traceback, and
+    # uvicorn would close the keep-alive connection under the client's next request.
+    app.add_exception_handler(DBAPIError, _unexpected)
+    app.add_exception_handler(OSError, _unexpected)
     app.add_exception_handler(Exception, _unexpected)
