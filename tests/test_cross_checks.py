@@ -124,6 +124,19 @@ async def test_lost_or_stolen_hit_is_highlighted_and_notifies_the_owner(
     again = (await client.get("/v1/registry-notices", headers=tokens.admin)).json()["items"]
     assert len(again) == 1  # one notice per request and record, however often it is checked
 
+    # The owner's contact point also hears of it by event feed (and webhook), once, with no possessor.
+    feed = (await client.get("/v1/events", headers=tokens.ncp("NG"))).json()["items"]
+    hits = [e for e in feed if e["type"] == "crosscheck.hit"]
+    assert len(hits) == 1
+    assert hits[0]["trace_request_id"] == created["id"]
+    assert (hits[0]["data"]["registry"], hits[0]["data"]["match_class"]) == (
+        "NG-LOST",
+        "reported_lost_or_stolen",
+    )
+    assert "record" not in hits[0]["data"]
+    ru_feed = (await client.get("/v1/events", headers=tokens.ncp("RU"))).json()["items"]
+    assert not [e for e in ru_feed if e["type"] == "crosscheck.hit"]
+
 
 async def test_an_unreachable_registry_is_unavailable_never_a_failed_submission_and_is_retried(
     app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, world: None, example_registry: str
