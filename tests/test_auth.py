@@ -183,3 +183,17 @@ async def test_jwks_deployment_picks_the_key_by_kid_and_refuses_unknown_kids(
     with pytest.raises(Unauthorized, match="not accepted"):
         await verifier.verify(jwt.encode(_claims(), TEST_SECRET, algorithm="HS256"))
     await http.aclose()
+
+
+async def test_rejected_tokens_are_never_logged(
+    client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens = [BAD_TOKENS[kind]() for kind in ("expired", "alg_none", "tampered_payload", "wrong_secret")]
+    for token in tokens:
+        response = await client.get("/v1/trace-requests", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401
+    logged = capsys.readouterr().err
+    assert '"status": 401' in logged
+    for token in tokens:
+        assert token not in logged
+        assert token.split(".")[1] not in logged  # not even the claims
