@@ -197,16 +197,22 @@ async def find_candidates(
     """The records a reading could match, found by index probes (classification filters them)."""
     if not plan.searchable:
         return []
+    statement = candidates_statement(registry_id, plan)
+    if statement is None:
+        return []
+    return list((await session.execute(statement)).scalars())
+
+
+def candidates_statement(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select | None:
     numbers = _candidate_numbers(registry_id, plan)
     if numbers is None:
-        return []
-    statement = (
+        return None
+    return (
         select(RegistryRecord)
         .where(RegistryRecord.registry_id == registry_id, RegistryRecord.record_no.in_(numbers))
         .order_by(RegistryRecord.record_no)
         .limit(MAX_CANDIDATES)
     )
-    return list((await session.execute(statement)).scalars())
 
 
 async def scan_all(session: AsyncSession, registry_id: uuid.UUID) -> list[RegistryRecord]:
