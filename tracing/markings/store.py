@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
@@ -53,6 +54,14 @@ async def existing_fingerprints(
     session: AsyncSession, registry_id: uuid.UUID, wanted: Sequence[int]
 ) -> set[int]:
     found: set[int] = set()
+    if (await session.connection()).dialect.name == "postgresql":
+        # One array parameter: one plan for any batch size, where an IN list is planned per size.
+        statement = select(RegistryRecord.fingerprint).where(
+            RegistryRecord.registry_id == registry_id,
+            RegistryRecord.fingerprint
+            == sa.any_(sa.bindparam("wanted", list(wanted), type_=ARRAY(sa.BigInteger))),
+        )
+        return set((await session.execute(statement)).scalars())
     for start in range(0, len(wanted), _IN_CHUNK):
         statement = select(RegistryRecord.fingerprint).where(
             RegistryRecord.registry_id == registry_id,
