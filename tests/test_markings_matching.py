@@ -165,6 +165,15 @@ def test_model_or_calibre_disagreement_is_a_make_conflict() -> None:
     assert (best.make, best.model, best.calibre) == (Agreement.same, Agreement.different, Agreement.different)
 
 
+def test_another_maker_marked_on_an_imported_firearm_agrees_with_the_record() -> None:
+    index = MemoryIndex([Candidate("US-1", "CG 4471", "Century Arms", "WASR-10", "7.62x39mm")])
+    reading = Reading("CG-4471", "Cugir", "WASR-10", other_names=("Century Arms Georgia VT", "CAI GA VT"))
+    found = match_all(reading, index.lookup(lookup_plan(reading.serial_number)))
+    assert (found[0].match_class, found[0].make) == (MatchClass.exact, Agreement.same)
+    alone = match_all(Reading("CG-4471", "Cugir", "WASR-10"), index.lookup(lookup_plan("CG-4471")))
+    assert alone[0].match_class is MatchClass.make_conflict
+
+
 def test_fuzzy_match_with_a_different_make_is_dropped() -> None:
     assert _best(Reading("LX1032", "Glock")) is None
 

@@ -63,6 +63,9 @@ class Reading:
     make: str = ""
     model: str | None = None
     calibre: str | None = None
+    other_names: tuple[str, ...] = ()
+    """Other markings that may name a maker: an imported firearm often carries the importer's name
+    as well as the manufacturer's (import marks, other markings)."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,12 @@ def make_agreement(reading: str, recorded: str, resolve: MakeResolver) -> Agreem
     return Agreement.same if ours == theirs else Agreement.different
 
 
+def _leading_names(marking: str) -> list[str]:
+    """A marking's words, then ever fewer of its leading words: "CAI GEORGIA VT" may name "CAI"."""
+    words = normalize_make(marking).split(" ")[:6]
+    return [" ".join(words[:end]) for end in range(len(words), 0, -1)]
+
+
 def attribute_key(text: str | None) -> str:
     """Model or calibre as a comparable key: "7.62×39 mm" and "7.62x39mm" agree."""
     if not text:
@@ -172,6 +181,12 @@ def classify(
     if serial is None:
         return None
     make = make_agreement(reading.make, candidate.make, resolve)
+    if make is not Agreement.same and any(
+        make_agreement(name, candidate.make, resolve) is Agreement.same
+        for marking in reading.other_names
+        for name in _leading_names(marking)
+    ):
+        make = Agreement.same  # the record names the other maker marked on the firearm
     model = attribute_agreement(reading.model, candidate.model)
     calibre = attribute_agreement(reading.calibre, candidate.calibre)
     disagreeing = [

@@ -99,6 +99,11 @@ def reading_of(request: TraceRequest) -> Reading:
         make=request.firearm_make,
         model=request.firearm_model,
         calibre=request.firearm_calibre,
+        other_names=tuple(
+            name
+            for name in [*(mark.get("text") for mark in request.import_marks), *request.other_markings]
+            if name
+        ),
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
@@ -53,6 +54,14 @@ async def existing_fingerprints(
     session: AsyncSession, registry_id: uuid.UUID, wanted: Sequence[int]
 ) -> set[int]:
     found: set[int] = set()
+    if (await session.connection()).dialect.name == "postgresql":
+        # One array parameter: one plan for any batch size, where an IN list is planned per size.
+        statement = select(RegistryRecord.fingerprint).where(
+            RegistryRecord.registry_id == registry_id,
+            RegistryRecord.fingerprint
+            == sa.any_(sa.bindparam("wanted", list(wanted), type_=ARRAY(sa.BigInteger))),
+        )
+        return set((await session.execute(statement)).scalars())
     for start in range(0, len(wanted), _IN_CHUNK):
         statement = select(RegistryRecord.fingerprint).where(
             RegistryRecord.registry_id == registry_id,
@@ -197,16 +206,22 @@ async def find_candidates(
     """The records a reading could match, found by index probes (classification filters them)."""
     if not plan.searchable:
         return []
+    statement = candidates_statement(registry_id, plan)
+    if statement is None:
+        return []
+    return list((await session.execute(statement)).scalars())
+
+
+def candidates_statement(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select | None:
     numbers = _candidate_numbers(registry_id, plan)
     if numbers is None:
-        return []
-    statement = (
+        return None
+    return (
         select(RegistryRecord)
         .where(RegistryRecord.registry_id == registry_id, RegistryRecord.record_no.in_(numbers))
         .order_by(RegistryRecord.record_no)
         .limit(MAX_CANDIDATES)
     )
-    return list((await session.execute(statement)).scalars())
 
 
 async def scan_all(session: AsyncSession, registry_id: uuid.UUID) -> list[RegistryRecord]:

@@ -1,0 +1,58 @@
+"""Lookups stay index lookups: the query plan of every kind of probe, on both databases, searches
+indexes and never scans the registry's tables."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tracing.db import create_engine, create_sessionmaker
+from tracing.markings import store
+from tracing.markings.keys import lookup_plan
+from tracing.models.registry import Registry
+
+
+@pytest.mark.parametrize(
+    "serial",
+    [
+        "LX 1023",  # exact, confusable and one-edit probes
+        "LX 10?3",  # one unreadable character
+        "L? 10?3",  # two
+        "L? ?0?3",  # three
+        "LX1?2??3?4",  # four: a range scan on the readable beginning
+        "??2??3X1023",  # four, read from the end: a range scan on the reversed key
+        "A12",  # too short for one-edit probes
+    ],
+)
+async def test_every_probe_uses_an_index(database_url: str, serial: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            registry = Registry(
+                code="R1", name="r", kind="national_registry", owner_country="NG", adapter="local"
+            )
+            session.add(registry)
+            await session.commit()
+            plan = lookup_plan(serial)
+            assert plan.searchable
+            statement = store.candidates_statement(registry.id, plan)
+            text = await _plan_text(session, statement)
+    finally:
+        await engine.dispose()
+    if engine.dialect.name == "postgresql":
+        assert "Seq Scan" not in text, text
+    else:
+        assert not [line for line in text.splitlines() if line.startswith("SCAN")], text
+        assert "SEARCH registry_record" in text
+
+
+async def _plan_text(session: AsyncSession, statement: sa.Select) -> str:
+    connection = await session.connection()
+    compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
+    if connection.dialect.name == "postgresql":
+        await connection.exec_driver_sql("SET enable_seqscan = off")  # a scan then means: no index fits
+        rows = await connection.exec_driver_sql(f"EXPLAIN {compiled}")
+        return "\n".join(row[0] for row in rows)
+    rows = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
+    return "\n".join(str(row[-1]) for row in rows)
