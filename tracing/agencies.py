@@ -10,10 +10,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
-from tracing.errors import Conflict, NotFound
+from tracing.errors import Conflict, Forbidden, NotFound
 from tracing.models.agency import Agency, AgencyCreate, AgencyKind, AgencyUpdate
 from tracing.notify.addresses import AddressPolicy, resolve_allowed
 from tracing.notify.deliveries import new_webhook_secret
+from tracing.security import Principal
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,20 @@ async def is_registered(
         return False
     known.add((agency.code, agency.country, agency.kind))
     return agency.country == country and kind in (None, agency.kind)
+
+
+async def require_registered(
+    session: AsyncSession, principal: Principal, *, kind: AgencyKind | None = None
+) -> None:
+    """Refuse a caller whose token names an agency not registered in its country (or, with `kind`,
+    not of that kind): roles come from the token, but agencies come from this registry."""
+    if not await is_registered(session, code=principal.agency, country=principal.country, kind=kind):
+        what = (
+            "the registered contact point of"
+            if kind is AgencyKind.contact_point
+            else "registered for country"
+        )
+        raise Forbidden(f"agency {principal.agency} is not {what} {principal.country}")
 
 
 async def has_contact_point(session: AsyncSession, country: str) -> bool:

@@ -22,7 +22,7 @@ from sqlmodel import SQLModel, select
 from tracing import agencies
 from tracing.audit import log as audit_log
 from tracing.config import get_settings
-from tracing.errors import Conflict, Forbidden, PreconditionFailed, Unprocessable
+from tracing.errors import Conflict, PreconditionFailed, Unprocessable
 from tracing.markings import service as cross_checks
 from tracing.models.agency import AgencyKind
 from tracing.models.exchange import Action, Exchange
@@ -139,8 +139,7 @@ async def _by_id(session: AsyncSession, request_id: uuid.UUID) -> TraceRequest |
 
 
 async def _check_requester(session: AsyncSession, principal: Principal) -> None:
-    if not await agencies.is_registered(session, code=principal.agency, country=principal.country):
-        raise Forbidden(f"agency {principal.agency} is not registered for country {principal.country}")
+    await agencies.require_registered(session, principal)
     if not await agencies.has_contact_point(session, principal.country):
         raise Unprocessable(
             f"no national contact point is registered for {principal.country};"
@@ -171,12 +170,8 @@ async def apply(
             extra={"state": request.state.value},
         )
     transition = plan(action, request, principal, body)
-    if acts_as_contact_point(transition, principal, request) and not await agencies.is_registered(
-        session, code=principal.agency, country=principal.country, kind=AgencyKind.contact_point
-    ):
-        raise Forbidden(
-            f"agency {principal.agency} is not the registered contact point of {principal.country}"
-        )
+    if acts_as_contact_point(transition, principal, request):
+        await agencies.require_registered(session, principal, kind=AgencyKind.contact_point)
     destination = body.to_country if isinstance(body, ForwardBody) else None
     if destination is not None and not await agencies.has_contact_point(session, destination):
         raise Unprocessable(f"no national contact point is registered for {destination}")

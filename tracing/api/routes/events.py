@@ -39,8 +39,7 @@ async def follow_events(
     call waits up to `timeout` seconds for one. Loop on `next_cursor` to follow your work."""
     if not (principal.has(Role.contact_point) or principal.has(Role.investigator)):
         raise Forbidden("the event feed is for contact point officers and investigators")
-    if not await agencies.is_registered(session, code=principal.agency, country=principal.country):
-        raise Forbidden(f"agency {principal.agency} is not registered for country {principal.country}")
+    await agencies.require_registered(session, principal)
     position = feed.decode_cursor(after)
     wait = min(wait_seconds, http.app.state.settings.feed_max_wait_seconds)
     events = await feed.wait_for_events(

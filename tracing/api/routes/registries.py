@@ -161,12 +161,8 @@ async def list_registry_notices(session: SessionDep, principal: CurrentPrincipal
     """Lost/stolen hits on registries owned by the caller's country (contact points), or all (admin)."""
     if not (principal.has(Role.contact_point) or principal.has(Role.admin)):
         raise Forbidden("notices are for contact points and administrators")
-    if not principal.has(Role.admin) and not await agencies.is_registered(
-        session, code=principal.agency, country=principal.country, kind=AgencyKind.contact_point
-    ):
-        raise Forbidden(
-            f"agency {principal.agency} is not the registered contact point of {principal.country}"
-        )
+    if not principal.has(Role.admin):
+        await agencies.require_registered(session, principal, kind=AgencyKind.contact_point)
     country = None if principal.has(Role.admin) else principal.country
     notices = await cross_checks.notices(session, owner_country=country)
     return RegistryNoticeList(items=[RegistryNoticePublic.model_validate(n) for n in notices])
