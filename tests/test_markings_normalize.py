@@ -3,11 +3,14 @@ properties without a database."""
 
 from __future__ import annotations
 
+import encodings.aliases
+
 import pycountry
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tracing.markings.imports import ImportRefused, check_encoding
 from tracing.markings.manufacturers import (
     Manufacturer,
     ManufacturerTableError,
@@ -286,3 +289,13 @@ def test_alias_index_refuses_a_name_claimed_by_two_manufacturers() -> None:
     second = Manufacturer(canonical="Arsenal Inc.", country="US", aliases=())
     with pytest.raises(ManufacturerTableError, match="arsenal"):
         build_alias_index([first, second])
+
+
+@given(st.text(max_size=40) | st.sampled_from(sorted(set(encodings.aliases.aliases.values()))))
+@settings(max_examples=400)
+def test_any_encoding_name_is_either_usable_for_line_splitting_or_refused(name: str) -> None:
+    try:
+        codec = check_encoding(name)
+    except ImportRefused:
+        return
+    assert "\n".encode(codec) == b"\n" and "serial,make".encode(codec) == b"serial,make"

@@ -151,6 +151,32 @@ async def test_wrong_encoding_rows_are_reported_and_a_named_encoding_reads_them(
     assert unknown.status_code == 422
 
 
+@pytest.mark.parametrize(
+    "encoding", ["undefined", "rot13", "base64", "utf-16", "utf-32", "unicode_escape", "cp037"]
+)
+async def test_an_encoding_that_cannot_be_split_into_lines_is_refused_and_nothing_is_written(
+    client: httpx.AsyncClient, tokens: Tokens, encoding: str
+) -> None:
+    await create_registry(client, tokens)
+    response = await import_csv(
+        client, tokens, "NG-NFR", "record_id,serial_number,make\nA1,LX1023,Izhmash\n", encoding=encoding
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "not supported" in response.json()["detail"]
+    records = (await client.get("/v1/registries/NG-NFR/records", headers=tokens.admin)).json()["items"]
+    assert records == []
+
+
+async def test_a_chinese_registry_file_in_gb18030_is_read(client: httpx.AsyncClient, tokens: Tokens) -> None:
+    await create_registry(client, tokens)
+    text = "record_id,serial_number,make\nC1,56-1 1234567,中国北方工业公司\nC2,XK 0042,国营296厂\n"
+    report = (await import_csv(client, tokens, "NG-NFR", text.encode("gb18030"), encoding="gb18030")).json()
+    assert (report["imported"], report["rejected"]) == (2, 0)
+    records = (await client.get("/v1/registries/NG-NFR/records", headers=tokens.admin)).json()["items"]
+    assert {record["make"] for record in records} == {"中国北方工业公司", "国营296厂"}
+
+
 async def test_ten_thousand_bad_rows_in_a_file_of_good_ones(
     client: httpx.AsyncClient, tokens: Tokens
 ) -> None:

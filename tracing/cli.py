@@ -317,7 +317,11 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("registry", help="the registry's code or UUID")
     import_.add_argument("file", help="CSV with a header row, or JSON lines (.jsonl/.ndjson)")
     import_.add_argument("--format", choices=["csv", "jsonl"], help="default: from the file name")
-    import_.add_argument("--encoding", default="utf-8", help="utf-8 (default) or a single-byte encoding")
+    import_.add_argument(
+        "--encoding",
+        default="utf-8",
+        help="utf-8 (default) or an ASCII-compatible encoding (latin-1, cp1251, gb18030...)",
+    )
     import_.set_defaults(handler=_registry_import)
     example = registry_commands.add_parser(
         "serve-example", help="run the reference HTTP registry (generated records) for tests and demos"

@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import json
 import re
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -65,17 +66,44 @@ class RowProblem:
 
 
 def check_encoding(name: str) -> str:
-    """The codec name for a supported encoding: UTF-8 or a single-byte, ASCII-compatible one
-    (Latin-1, Windows-1251, KOI8-R...), so lines can be split on bytes before decoding."""
+    """The codec name for a supported encoding: UTF-8 or an ASCII-compatible text encoding (Latin-1,
+    Windows-1251, KOI8-R, GB18030, Shift JIS...), so lines can be split on the newline byte before
+    decoding. Anything else (unknown names, UTF-16/32, escape and bytes-to-bytes codecs, codecs that
+    refuse every input) is refused with ImportRefused."""
     try:
         info = codecs.lookup(name)
-    except LookupError as exc:
+    except (LookupError, ValueError) as exc:  # ValueError: a name with NUL in it
         raise ImportRefused(f"unknown encoding {name!r}") from exc
-    if info.name != "utf-8" and (
-        b"\n".decode(info.name, "replace") != "\n" or len("é".encode(info.name, "replace")) != 1
-    ):
-        raise ImportRefused(f"encoding {name!r} is not supported; send UTF-8 or a single-byte encoding")
+    if info.name == "utf-8":
+        return info.name
+    if not _ascii_compatible(info.name):
+        raise ImportRefused(
+            f"encoding {name!r} is not supported; send UTF-8 or an ASCII-compatible encoding"
+            " such as latin-1, cp1251 or gb18030"
+        )
     return info.name
+
+
+_ASCII = bytes(range(128))
+
+
+def _ascii_compatible(codec: str) -> bool:
+    """ASCII bytes decode to themselves (no escapes), and any other byte alone decodes to one character
+    or fails: true of single-byte code pages and of the multi-byte CJK ones, false of UTF-16/32."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # escape codecs warn about the escapes in the probe
+            return _probe(codec)
+    except (UnicodeError, ValueError, TypeError, LookupError):
+        return False
+
+
+def _probe(codec: str) -> bool:
+    if not getattr(codecs.lookup(codec), "_is_text_encoding", True):
+        return False
+    if _ASCII.decode(codec) != _ASCII.decode("ascii") or b"\\u0041".decode(codec) != "\\u0041":
+        return False
+    return all(len(bytes([byte]).decode(codec, "replace")) == 1 for byte in range(128, 256))
 
 
 async def _lines(chunks: AsyncIterable[bytes]) -> AsyncIterator[tuple[int, bytes]]:

@@ -103,7 +103,12 @@ async def import_registry_records(
     session: SessionDep,
     _: AdminPrincipal,
     format: Annotated[ImportFormat | None, Query(description="overrides the Content-Type")] = None,
-    encoding: Annotated[str, Query(max_length=40, description="utf-8, or a single-byte encoding")] = "utf-8",
+    encoding: Annotated[
+        str,
+        Query(
+            max_length=40, description="utf-8, or an ASCII-compatible encoding (latin-1, cp1251, gb18030...)"
+        ),
+    ] = "utf-8",
 ) -> ImportReport:
     """Bulk import, streamed in batches: bad rows are reported line by line, good rows are kept."""
     if format is None:
