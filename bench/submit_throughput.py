@@ -10,17 +10,18 @@ the target is >= 0.40 on PostgreSQL.
 
 How: a fresh database (PostgreSQL: a throwaway database with a random suffix, migrated with
 tracing.db.upgrade and dropped WITH (FORCE) at the end; SQLite: a temp file), the real app from
-create_app with its lifespan entered, agencies NE-NCP and NE-PJ registered through the API with an
-admin token, then httpx.AsyncClient over httpx.ASGITransport (in-process, no sockets). Each phase
-runs `--concurrency` worker tasks that send requests until a shared counter reaches `--requests`.
+create_app with its lifespan entered, agencies NE-NCP and NE-PJ and the operation TRIGGER-III (which
+the submission names) registered through the API with an admin token, then httpx.AsyncClient over
+httpx.ASGITransport (in-process, no sockets). Each phase runs `--concurrency` worker tasks that send
+requests until a shared counter reaches `--requests`.
 After a warm-up of each endpoint, the rounds run baseline, submit, baseline, submit and the best
 round of each counts. Every response status is checked (201 for submit, 200/201 for baseline).
 Access logs are at WARNING by default (`--log-level INFO` to include their cost on both sides).
 
 Run, from the project root:
 
-    .venv/bin/python bench/submit_throughput.py --database postgresql
-    .venv/bin/python bench/submit_throughput.py --database sqlite --requests 1000 --concurrency 32
+    .venv/bin/python -m bench.submit_throughput --database postgresql
+    .venv/bin/python -m bench.submit_throughput --database sqlite --requests 1000 --concurrency 32
 
 Exit code: 0 whatever the ratio (a measurement, not a test); 1 if any request failed or the row
 counts do not match the successful requests; 2 if the overall time cap (`--time-limit`) was hit.
@@ -47,6 +48,7 @@ import httpx
 import sqlalchemy as sa
 from fastapi import FastAPI, Request, status
 
+from bench.workload import OPERATION
 from tracing.api.app import create_app
 from tracing.config import Settings
 from tracing.db import upgrade
@@ -284,6 +286,9 @@ async def run(database: str, database_url: str, scratch: Path, args: argparse.Na
                 )
                 if response.status_code != status.HTTP_201_CREATED:
                     raise RuntimeError(f"registering {code} failed: {response.status_code} {response.text}")
+            response = await client.post("/v1/operations", json=OPERATION, headers=admin)
+            if response.status_code != status.HTTP_201_CREATED:
+                raise RuntimeError(f"registering the operation: {response.status_code} {response.text}")
 
             body = json.dumps(submission()).encode()
             investigator = bearer(settings, "NE-PJ", "NE", "investigator", "inspector.moussa")
