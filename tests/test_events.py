@@ -8,10 +8,12 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlmodel import select
 
 from tests.conftest import Tokens, submission
+from tracing.models.notify import EventType
 from tracing.models.trace_request import TraceRequest
 from tracing.models.types import utcnow
 from tracing.notify import outbox
@@ -195,3 +197,35 @@ async def test_long_poll_wait_is_capped_by_the_server(
     )
     assert response.status_code == 200
     assert response.json()["items"] == []
+
+
+async def test_an_event_committed_late_is_placed_after_the_events_already_read(
+    app: FastAPI, client: httpx.AsyncClient, tokens: Tokens, submitted: dict, backend: str
+) -> None:
+    """Writers to one agency's feed share no lock, so a transaction that began first can commit
+    last. A reader that has already read the later event must still get the earlier one next."""
+    if backend == "sqlite":
+        pytest.skip("SQLite runs one writing transaction at a time: the interleaving cannot happen")
+    start = await _feed(client, tokens.ncp("NE"))
+    async with app.state.sessionmaker() as slow:
+        request = await slow.get(TraceRequest, await _number(slow, submitted["id"]))
+        assert request is not None
+        (early,) = await outbox.emit(
+            slow,
+            recipients=["NE-NCP"],
+            type=EventType.request_overdue,
+            trace_request_id=request.id,
+            data={"reference": request.reference},
+            at=utcnow(),
+        )
+        await slow.flush()  # written first, committed last
+        later = await client.post(
+            "/v1/trace-requests", json=submission(case_reference="NE/late"), headers=tokens.investigator
+        )
+        assert later.status_code == 201
+        first = await _feed(client, tokens.ncp("NE"), start["next_cursor"])
+        assert [item["data"]["reference"] for item in first["items"]] == [later.json()["reference"]]
+        await slow.commit()
+    second = await _feed(client, tokens.ncp("NE"), first["next_cursor"])
+    assert [item["id"] for item in second["items"]] == [str(early.id)]
+    assert (await _feed(client, tokens.ncp("NE"), second["next_cursor"]))["items"] == []

@@ -1,8 +1,9 @@
 """Events for agencies (the outbox and the event feed), webhook deliveries and their attempts.
 
 An event is one message to one agency: written in the same transaction as the change it reports,
-numbered in that agency's feed (`seq`, allocated under a lock on the agency's feed head, so feed
-order is commit order), and, when the agency has a webhook, paired with a delivery row that the
+given its place in that agency's feed (`seq`) once it is committed, by the first feed reader that
+sees it (under a lock on the agency's feed head, so feed order is commit order and writers never
+wait on one another), and, when the agency has a webhook, paired with a delivery row that the
 worker claims, posts and records.
 """
 
@@ -37,15 +38,25 @@ class DeliveryStatus(StrEnum):
 
 class Event(SQLModel, table=True):
     __tablename__ = "event"
-    __table_args__ = (sa.UniqueConstraint("agency", "seq", name="uq_event_agency_seq"),)
+    __table_args__ = (
+        sa.UniqueConstraint("agency", "seq", name="uq_event_agency_seq"),
+        sa.Index(
+            "ix_event_unplaced",
+            "agency",
+            "number",
+            postgresql_where=sa.text("seq IS NULL"),
+            sqlite_where=sa.text("seq IS NULL"),
+        ),
+    )
 
     number: int | None = Field(default=None, primary_key=True)
     id: uuid.UUID = Field(default_factory=uuid.uuid4, unique=True)
     """The stable event id: the feed item's `id` and the webhook's `webhook-id`."""
     agency: str = Field(max_length=64)
     """The recipient agency's code."""
-    seq: int
-    """Position in the recipient's feed: 1, 2, 3... in commit order."""
+    seq: int | None = None
+    """Position in the recipient's feed: 1, 2, 3... in commit order; None until a feed reader has
+    placed it (tracing/notify/feed.py)."""
     type: EventType = Field(sa_type=enum_type(EventType, 64))
     at: dt.datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     trace_request_id: uuid.UUID | None = Field(default=None, index=True)
@@ -53,7 +64,7 @@ class Event(SQLModel, table=True):
 
 
 class EventFeedHead(SQLModel, table=True):
-    """The last feed position given out per agency; emitting locks this row until commit."""
+    """The last feed position given out per agency; placing events locks this row until commit."""
 
     __tablename__ = "event_feed_head"
 

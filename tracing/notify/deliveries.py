@@ -182,6 +182,6 @@ async def redeliver(session: AsyncSession, *, agency: str, delivery_id: uuid.UUI
     if (await session.execute(statement)).rowcount != 1:
         await session.rollback()
         raise Conflict("only a failed delivery can be redelivered")
-    mark_emitted(session)
+    mark_emitted(session, events=False)
     await session.commit()
     return await get_for_agency(session, agency=agency, delivery_id=delivery_id)

@@ -54,7 +54,7 @@ from tracing.notify.addresses import (
     pinned,
     resolve_allowed,
 )
-from tracing.notify.doorbell import doorbell
+from tracing.notify.doorbell import delivery_doorbell
 from tracing.notify.outbox import iso_utc
 from tracing.workflow.deadlines import sweep_overdue
 
@@ -226,7 +226,7 @@ class DeliveryWorker:
         log.info("worker_started", concurrency=concurrency, sweep=self.sweep_enabled)
         try:
             while not stop.is_set():
-                generation = doorbell.generation
+                generation = delivery_doorbell.generation
                 posted.clear()
                 wanted = claimed = 0
                 try:
@@ -292,9 +292,10 @@ class DeliveryWorker:
         finished[:] = [outcome for outcome in finished if now - outcome.at < lease]
 
     async def _idle(self, stop: asyncio.Event, generation: int, posted: asyncio.Event) -> None:
-        """Until a commit rings the doorbell, a post finishes, stop is asked, or the poll interval."""
+        """Until a commit rings the delivery doorbell, a post finishes, stop is asked, or the poll
+        interval."""
         waits = [
-            asyncio.create_task(doorbell.wait(generation, self.settings.worker_poll_seconds)),
+            asyncio.create_task(delivery_doorbell.wait(generation, self.settings.worker_poll_seconds)),
             asyncio.create_task(stop.wait()),
             asyncio.create_task(posted.wait()),
         ]

@@ -1,5 +1,7 @@
-"""An in-process wake-up: committing events rings it, and the delivery worker and long-polling
-feed readers of the same process stop waiting at once instead of at their next poll.
+"""In-process wake-ups: committing events rings `doorbell` and long-polling feed readers of the same
+process stop waiting at once instead of at their next poll; committing webhook deliveries rings
+`delivery_doorbell` and the delivery worker does the same (events for agencies without a webhook
+do not wake it).
 
 It is only a shortcut. Readers in other processes (or a ring that comes before a reader starts
 waiting) are covered by polling the database, so a missed ring delays, never loses, an event.
@@ -45,3 +47,4 @@ def _wake(waiter: asyncio.Future[None]) -> None:
 
 
 doorbell = Doorbell()
+delivery_doorbell = Doorbell()

@@ -2,7 +2,9 @@
 
 Nothing is sent from here. An event row (and a webhook delivery row when the recipient has an
 active webhook) is added to the session the change is written in, so the event exists exactly when
-the change does. After the commit, the doorbell wakes the delivery worker and waiting feed readers
+the change does. The event takes its place in the agency's feed when a feed reader first sees it
+committed (tracing/notify/feed.py), so writers to one agency never wait on one another. After the
+commit, the doorbells wake waiting feed readers and (when a delivery was added) the delivery worker
 of this process; other processes find the rows by polling.
 
 Who receives what derives from the exchange: request.submitted goes to the requesting country's
@@ -20,18 +22,18 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlmodel import select
 
 from tracing.models.agency import Agency, AgencyKind
 from tracing.models.exchange import Action, Exchange
-from tracing.models.notify import DeliveryStatus, Event, EventFeedHead, EventType, WebhookDelivery
+from tracing.models.notify import DeliveryStatus, Event, EventType, WebhookDelivery
 from tracing.models.trace_request import State, TraceRequest
-from tracing.notify.doorbell import doorbell
+from tracing.notify.doorbell import delivery_doorbell, doorbell
 
 _EMITTED = "tracing.notify.emitted"
+_DELIVERIES = "tracing.notify.deliveries"
 
 _EVENT_OF_ACTION = {
     Action.submit: EventType.request_submitted,
@@ -95,6 +97,22 @@ async def emit_for_transition(
     session: AsyncSession, request: TraceRequest, exchange: Exchange
 ) -> list[Event]:
     """The events of one workflow step, in the step's transaction."""
+    return await emit(
+        session,
+        recipients=await recipients_of_transition(session, request, exchange),
+        type=event_type_of(exchange),
+        trace_request_id=request.id,
+        data=transition_data(request, exchange),
+        at=exchange.at,
+    )
+
+
+def event_type_of(exchange: Exchange) -> EventType:
+    return _EVENT_OF_ACTION[exchange.action]
+
+
+def transition_data(request: TraceRequest, exchange: Exchange) -> dict[str, Any]:
+    """What the events of a workflow step carry."""
     data = request_summary(request) | {"action": exchange.action.value, "by_country": exchange.country}
     if exchange.action is Action.forward:
         data["to_country"] = exchange.to_country
@@ -102,14 +120,7 @@ async def emit_for_transition(
         data["outcome"] = request.outcome.value if request.outcome else None
     elif exchange.action is Action.close:
         data["resolution"] = request.resolution.value if request.resolution else None
-    return await emit(
-        session,
-        recipients=await recipients_of_transition(session, request, exchange),
-        type=_EVENT_OF_ACTION[exchange.action],
-        trace_request_id=request.id,
-        data=data,
-        at=exchange.at,
-    )
+    return data
 
 
 async def emit_overdue(
@@ -158,7 +169,7 @@ async def emit(
     at: dt.datetime,
 ) -> list[Event]:
     """Add one event per recipient agency (and its webhook delivery) to the caller's transaction."""
-    codes = sorted(set(recipients))  # one lock order for feed heads, so emitters never deadlock
+    codes = sorted(set(recipients))
     if not codes:
         return []
     webhooks = await _active_webhooks(session, codes)
@@ -166,7 +177,6 @@ async def emit(
     for code in codes:
         event = Event(
             agency=code,
-            seq=await _next_feed_seq(session, code),
             type=type,
             at=at,
             trace_request_id=trace_request_id,
@@ -185,13 +195,17 @@ async def emit(
                     updated_at=at,
                 )
             )
-    mark_emitted(session)
+    mark_emitted(session, deliveries=bool(webhooks))
     return events
 
 
-def mark_emitted(session: AsyncSession) -> None:
-    """Ring the doorbell when this session's transaction commits."""
-    session.info[_EMITTED] = True
+def mark_emitted(session: AsyncSession, *, events: bool = True, deliveries: bool = True) -> None:
+    """Ring the doorbells of what this session added (events, webhook deliveries) when its
+    transaction commits."""
+    if events:
+        session.info[_EMITTED] = True
+    if deliveries:
+        session.info[_DELIVERIES] = True
 
 
 async def _active_webhooks(session: AsyncSession, codes: list[str]) -> set[str]:
@@ -201,27 +215,15 @@ async def _active_webhooks(session: AsyncSession, codes: list[str]) -> set[str]:
     return set((await session.execute(statement)).scalars())
 
 
-async def _next_feed_seq(session: AsyncSession, agency: str) -> int:
-    """Take the agency's next feed position. The upsert holds the head row's lock until commit, so
-    a later position is always committed after an earlier one and readers never skip an event."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = EventFeedHead.__table__
-    statement = (
-        insert(table)
-        .values(agency=agency, seq=1)
-        .on_conflict_do_update(index_elements=[table.c.agency], set_={"seq": table.c.seq + 1})
-        .returning(table.c.seq)
-    )
-    return (await session.execute(statement)).scalar_one()
-
-
 @sa_event.listens_for(Session, "after_commit")
 def _ring_after_commit(session: Session) -> None:
     if session.info.pop(_EMITTED, False):
         doorbell.ring()
+    if session.info.pop(_DELIVERIES, False):
+        delivery_doorbell.ring()
 
 
 @sa_event.listens_for(Session, "after_rollback")
 def _forget_after_rollback(session: Session) -> None:
     session.info.pop(_EMITTED, None)
+    session.info.pop(_DELIVERIES, None)

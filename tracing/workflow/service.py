@@ -26,7 +26,7 @@ from tracing.errors import Conflict, PreconditionFailed, Unprocessable
 from tracing.markings import service as cross_checks
 from tracing.models.agency import AgencyKind
 from tracing.models.exchange import Action, Exchange
-from tracing.models.registry import CrossCheckTrigger
+from tracing.models.registry import CrossCheckPublic, CrossCheckTrigger
 from tracing.models.trace_request import (
     AnswerBody,
     CloseBody,
@@ -41,7 +41,7 @@ from tracing.models.types import UTCDateTime, utcnow
 from tracing.notify import outbox
 from tracing.security import Principal
 from tracing.stats.operations import code_open_for_submissions
-from tracing.workflow import deadlines
+from tracing.workflow import deadlines, submit_statement
 from tracing.workflow.machine import acts_as_contact_point, holder_after, plan
 from tracing.workflow.queries import get_visible, parties_of
 
@@ -53,6 +53,8 @@ class Result:
     request: TraceRequest
     parties: list[str] | None
     replayed: bool = False
+    cross_checks: list[CrossCheckPublic] | None = None
+    """The request's cross-checks when known without reading them back (a submission's)."""
 
 
 def body_digest(body: SQLModel) -> str:
@@ -88,26 +90,25 @@ async def submit(
         created_at=now,
         updated_at=now,
     )
-    session.add(request)
+    exchange = _exchange(request, Action.submit, principal, None, body, now, seq=1)
+    idempotency = (
+        IdempotencyKey(
+            agency=principal.agency,
+            subject=principal.subject,
+            key=idempotency_key,
+            body_sha256=digest,
+            trace_request_id=request.id,
+            created_at=now,
+        )
+        if idempotency_key is not None
+        else None
+    )
+    checks = None
     try:
-        await session.flush()  # the rows below refer to it, and the unit of work only orders by relationships
-        session.add(TraceRequestParty(trace_request_id=request.id, country=principal.country))
-        exchange = _exchange(request, Action.submit, principal, None, body, now, seq=1)
-        session.add(exchange)
-        await audit_log.append_exchange(session, exchange, new_chain=True)
-        await outbox.emit_for_transition(session, request, exchange)
-        await cross_checks.schedule(session, request, CrossCheckTrigger.submit)
-        if idempotency_key is not None:
-            session.add(
-                IdempotencyKey(
-                    agency=principal.agency,
-                    subject=principal.subject,
-                    key=idempotency_key,
-                    body_sha256=digest,
-                    trace_request_id=request.id,
-                    created_at=now,
-                )
-            )
+        if session.get_bind().dialect.name == "postgresql":
+            checks = (await submit_statement.write(session, request, exchange, idempotency)).cross_checks
+        else:
+            await _write_submission(session, request, exchange, idempotency)
         await session.commit()
     except IntegrityError:
         await session.rollback()
@@ -118,7 +119,22 @@ async def submit(
         if earlier is None:
             raise
         return Result(earlier, parties=None, replayed=True)
-    return Result(request, parties=[principal.country])
+    return Result(request, parties=[principal.country], cross_checks=checks)
+
+
+async def _write_submission(
+    session: AsyncSession, request: TraceRequest, exchange: Exchange, idempotency: IdempotencyKey | None
+) -> None:
+    """The rows of a submission, one statement each (submit_statement writes the same in one)."""
+    session.add(request)
+    await session.flush()  # the rows below refer to it, and the unit of work only orders by relationships
+    session.add(TraceRequestParty(trace_request_id=request.id, country=request.requesting_country))
+    session.add(exchange)
+    await audit_log.append_exchange(session, exchange, new_chain=True)
+    await cross_checks.schedule(session, request, CrossCheckTrigger.submit)
+    if idempotency is not None:
+        session.add(idempotency)
+    await outbox.emit_for_transition(session, request, exchange)
 
 
 async def _replay(session: AsyncSession, principal: Principal, key: str, digest: str) -> TraceRequest | None:

@@ -16,6 +16,7 @@ from tracing.api.responses import problems
 from tracing.audit import log as audit_log
 from tracing.markings import service as cross_checks
 from tracing.models.exchange import Action, ExchangeList, ExchangePublic
+from tracing.models.registry import CrossCheckPublic
 from tracing.models.trace_request import (
     AcknowledgeBody,
     AnswerBody,
@@ -41,6 +42,7 @@ async def _render(
     http: Request,
     *,
     parties: list[str] | None = None,
+    checks: list[CrossCheckPublic] | None = None,
     status_code: int = 200,
     headers: dict[str, str] | None = None,
 ) -> Response:
@@ -48,7 +50,8 @@ async def _render(
     way in, and validating a nested response again would cost more than the rest of a submit."""
     if parties is None:
         parties = (await queries.parties_of(session, [request.id]))[request.id]
-    checks = (await cross_checks.latest_for(session, [request.id]))[request.id]
+    if checks is None:
+        checks = (await cross_checks.latest_for(session, [request.id]))[request.id]
     return Response(
         to_public(request, parties, checks, now=http.app.state.clock()).model_dump_json(),
         status_code=status_code,
@@ -83,6 +86,7 @@ async def submit_trace_request(
         submitted.request,
         http,
         parties=submitted.parties,
+        checks=submitted.cross_checks,
         status_code=status.HTTP_201_CREATED,
         headers={"Idempotent-Replayed": "true"} if submitted.replayed else None,
     )
