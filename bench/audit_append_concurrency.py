@@ -1,23 +1,35 @@
 """Do audit appends on different trace requests serialise? Concurrent vs one-at-a-time appends.
 
-On a fresh, migrated PostgreSQL database (dropped afterwards), each append is one transaction
-(lock the chain head, insert the entry, move the head, commit). The same number of appends runs
-one at a time, then from 32 concurrent tasks each appending to its own chain, then from 32
-concurrent tasks all appending to one chain (which must serialise on its head row); the ratios of
-throughputs show whether different chains wait on each other. Every chain is verified at the end.
-Target on PostgreSQL: ratio >= 3.
+On a fresh, migrated PostgreSQL database (dropped afterwards), each append is one transaction: the
+append statement (lock the chain head, number, hash and insert the entry, move the head) and the
+commit. The same number of appends runs one at a time, then from 32 concurrent tasks each appending
+to its own chain, then from 32 concurrent tasks all appending to one chain (which must serialise on
+its head row); the ratios of throughputs show whether different chains wait on each other.
 
-    .venv/bin/python bench/audit_append_concurrency.py [--appends-per-chain 40] [--concurrency 32]
+Two clients run the same rounds:
+- the service's path: `audit_log.append` in an AsyncSession, as every workflow step calls it;
+- the driver: the same statement and parameters (`audit_log.ONE_STATEMENT_APPEND`) on an asyncpg
+  pool, so that the client's own CPU time (one Python process on the machine's cores, shared with
+  the database) weighs as little as possible on what is measured: whether the database runs appends
+  on different chains side by side.
+Each ratio is the median of `--rounds` rounds. Every chain is verified at the end.
+Target on PostgreSQL: concurrent/sequential >= 3.
+
+    .venv/bin/python -m bench.audit_append_concurrency [--appends-per-chain 40] [--concurrency 32]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from tracing.audit import log as audit_log
 from tracing.audit.signing import Signer, generate_private_pem
@@ -26,63 +38,99 @@ from tracing.models.types import utcnow
 
 ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
+Appender = Callable[[uuid.UUID, int], Awaitable[None]]
 
-async def append_many(sessions, chain_id: uuid.UUID, count: int) -> None:  # noqa: ANN001
-    for number in range(count):
-        async with sessions() as session:
-            await audit_log.append(
-                session,
-                chain_id=chain_id,
-                action="acknowledge",
-                at=utcnow(),
-                content={
-                    "actor": {"subject": "officer@RU", "agency": "RU-NCP", "country": "RU"},
-                    "n": number,
-                },
+
+def content(number: int) -> dict[str, Any]:
+    return {"actor": {"subject": "officer@RU", "agency": "RU-NCP", "country": "RU"}, "n": number}
+
+
+def session_appender(sessions) -> Appender:  # noqa: ANN001
+    async def append_many(chain_id: uuid.UUID, count: int) -> None:
+        for number in range(count):
+            async with sessions() as session:
+                await audit_log.append(
+                    session, chain_id=chain_id, action="acknowledge", at=utcnow(), content=content(number)
+                )
+                await session.commit()
+
+    return append_many
+
+
+def driver_appender(pool: asyncpg.Pool) -> Appender:
+    compiled = audit_log.ONE_STATEMENT_APPEND.compile(dialect=asyncpg_dialect())
+    order = compiled.positiontup or []
+
+    async def append_many(chain_id: uuid.UUID, count: int) -> None:
+        for number in range(count):
+            params = audit_log.one_statement_append(
+                chain_id=chain_id, action="acknowledge", at=utcnow(), content=content(number)
             )
-            await session.commit()
+            assert params is not None
+            async with pool.acquire() as connection, connection.transaction():
+                await connection.fetchrow(compiled.string, *(params[name] for name in order))
+
+    return append_many
 
 
-async def measure(url: str, concurrency: int, per_chain: int) -> None:
-    engine = create_engine(url, pool_size=concurrency + 2, max_overflow=0, pool_pre_ping=False)
-    sessions = create_sessionmaker(engine)
+async def one_round(append_many: Appender, concurrency: int, per_chain: int) -> tuple[float, float, float]:
+    """Seconds for: the appends one at a time, from concurrent chains, from concurrent tasks on one chain."""
+    started = time.perf_counter()
+    for _ in range(concurrency):
+        await append_many(uuid.uuid4(), per_chain)
+    sequential = time.perf_counter() - started
+
+    started = time.perf_counter()
+    await asyncio.gather(*(append_many(uuid.uuid4(), per_chain) for _ in range(concurrency)))
+    concurrent = time.perf_counter() - started
+
+    one_chain = uuid.uuid4()
+    await append_many(one_chain, 1)
+    started = time.perf_counter()
+    await asyncio.gather(*(append_many(one_chain, per_chain) for _ in range(concurrency)))
+    same_chain = time.perf_counter() - started
+    return sequential, concurrent, same_chain
+
+
+async def report(name: str, append_many: Appender, args: argparse.Namespace) -> None:
+    await append_many(uuid.uuid4(), 20)  # warm up the pool and the plans
+    rounds = [
+        await one_round(append_many, args.concurrency, args.appends_per_chain) for _ in range(args.rounds)
+    ]
+    total = args.concurrency * args.appends_per_chain
+    print(f"{name}: {total:,} appends per phase, {args.rounds} rounds")
+    for sequential, concurrent, same_chain in rounds:
+        print(
+            f"  one at a time {total / sequential:6,.0f}/s"
+            f"   {args.concurrency} chains {total / concurrent:6,.0f}/s"
+            f"   one chain {total / same_chain:6,.0f}/s"
+        )
+    ratio = statistics.median(sequential / concurrent for sequential, concurrent, _ in rounds)
+    chains = statistics.median(same_chain / concurrent for _, concurrent, same_chain in rounds)
+    print(f"  ratio concurrent/sequential = {ratio:.2f} (median; target >= 3 on PostgreSQL)")
+    print(f"  ratio different chains/one chain = {chains:.2f} (median; above 1: chains do not wait)")
+
+
+async def measure(url: str, dsn: str, args: argparse.Namespace) -> None:
+    size = args.concurrency + 2
+    engine = create_engine(url, pool_size=size, max_overflow=0, pool_pre_ping=False)
+    pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
     try:
-        await append_many(sessions, uuid.uuid4(), 20)  # warm up the pool and the plans
-
-        sequential_chains = [uuid.uuid4() for _ in range(concurrency)]
-        started = time.perf_counter()
-        for chain_id in sequential_chains:
-            await append_many(sessions, chain_id, per_chain)
-        sequential = time.perf_counter() - started
-
-        concurrent_chains = [uuid.uuid4() for _ in range(concurrency)]
-        started = time.perf_counter()
-        await asyncio.gather(*(append_many(sessions, chain_id, per_chain) for chain_id in concurrent_chains))
-        concurrent = time.perf_counter() - started
-
-        one_chain = uuid.uuid4()
-        await append_many(sessions, one_chain, 1)
-        started = time.perf_counter()
-        await asyncio.gather(*(append_many(sessions, one_chain, per_chain) for _ in range(concurrency)))
-        same_chain = time.perf_counter() - started
-
-        async with sessions() as session:
-            report = await audit_log.verify_everything(
+        await report(
+            "service path (audit_log.append in an AsyncSession)",
+            session_appender(create_sessionmaker(engine)),
+            args,
+        )
+        await report("driver (the same statement on an asyncpg pool)", driver_appender(pool), args)
+        async with create_sessionmaker(engine)() as session:
+            verified = await audit_log.verify_everything(
                 session, Signer.from_private_pem(generate_private_pem()).public_pem
             )
-        total = concurrency * per_chain
-        print(f"appends: {total:,} one at a time, then {total:,} from {concurrency} concurrent chains")
-        print(f"one at a time: {total / sequential:,.0f} appends/s")
-        print(f"concurrent:    {total / concurrent:,.0f} appends/s")
-        print(f"same chain:    {total / same_chain:,.0f} appends/s (one chain, serialised)")
-        print(f"ratio concurrent/sequential = {sequential / concurrent:.2f} (target >= 3 on PostgreSQL)")
-        print(
-            f"ratio different chains/one chain = {same_chain / concurrent:.2f} (above 1: chains do not wait)"
-        )
-        print(f"verification: {report.chains} chains, {report.entries} entries, valid={report.valid}")
-        if not report.valid:
+        print(f"verification: {verified.chains} chains, {verified.entries} entries, valid={verified.valid}")
+        if not verified.valid:
             raise SystemExit("audit chains did not verify")
     finally:
+        await pool.close()
         await engine.dispose()
 
 
@@ -92,6 +140,7 @@ async def main() -> None:
     )
     parser.add_argument("--appends-per-chain", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
     name = f"tracing_bench_{uuid.uuid4().hex[:8]}"
@@ -100,7 +149,8 @@ async def main() -> None:
     try:
         url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
         await asyncio.to_thread(upgrade, url)
-        await asyncio.wait_for(measure(url, args.concurrency, args.appends_per_chain), timeout=600)
+        dsn = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        await asyncio.wait_for(measure(url, dsn, args), timeout=900)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import subprocess
 import sys
 import uuid
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.conftest import TEST_SECRET, TEST_SIGNING_KEY, Tokens, submission
 from tracing.audit.bundle import verify_bundle
+from tracing.audit.chain import canonical_bytes
 from tracing.audit.log import verify_everything
 from tracing.audit.signing import Signer, generate_private_pem
 from tracing.db import create_engine, create_sessionmaker
@@ -97,6 +99,10 @@ async def test_every_exchange_is_chained_and_verifies(
     )
     assert '"note":"получено"' in entries[2]["canonical"]
     assert '"agency":"RU-NCP"' in entries[2]["canonical"]
+    for entry in entries:  # the bytes kept are the canonical form of what they say, whoever wrote them
+        content = json.loads(entry["canonical"])
+        assert (content["chain"], content["seq"]) == (request_id, entry["seq"])
+        assert canonical_bytes(content).decode() == entry["canonical"]
 
 
 async def _change_one_byte(engine: AsyncEngine, request_id: str) -> None:

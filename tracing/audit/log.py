@@ -15,6 +15,7 @@ from sqlmodel import select
 
 from tracing.audit.chain import (
     GENESIS,
+    LEAF,
     StoredEntry,
     Verification,
     canonical_bytes,
@@ -49,6 +50,25 @@ class Appended:
     hash: bytes
 
 
+def entry_values(
+    *, chain_id: uuid.UUID, seq: int, prev_hash: bytes, action: str, at: dt.datetime, content: dict[str, Any]
+) -> dict[str, Any]:
+    """The audit_entry row of one append: its canonical bytes and their hash linked to `prev_hash`."""
+    canonical = canonical_bytes(
+        {"chain": str(chain_id), "seq": seq, "action": action, "at": at.isoformat(), **content}
+    )
+    digest = entry_hash(chain_id, seq, prev_hash, canonical)
+    return {
+        "chain_id": chain_id,
+        "seq": seq,
+        "action": action,
+        "at": at,
+        "prev_hash": prev_hash,
+        "hash": digest,
+        "canonical": canonical,
+    }
+
+
 async def append(
     session: AsyncSession,
     *,
@@ -65,6 +85,12 @@ async def append(
     rather than ORM objects: this runs inside every command, and the ORM's bookkeeping would cost
     more than the hashing.
     """
+    if session.get_bind().dialect.name == "postgresql":
+        appended = await _append_in_one_statement(
+            session, chain_id=chain_id, action=action, at=at, content=content
+        )
+        if appended is not None:
+            return appended
     head = None
     if not new_chain:
         statement = (
@@ -73,21 +99,11 @@ async def append(
         head = (await session.execute(statement)).one_or_none()
     seq = head.seq + 1 if head is not None else 1
     prev_hash = bytes(head.hash) if head is not None else GENESIS
-    canonical = canonical_bytes(
-        {"chain": str(chain_id), "seq": seq, "action": action, "at": at.isoformat(), **content}
+    values = entry_values(
+        chain_id=chain_id, seq=seq, prev_hash=prev_hash, action=action, at=at, content=content
     )
-    digest = entry_hash(chain_id, seq, prev_hash, canonical)
-    await session.execute(
-        sa.insert(AuditEntry).values(
-            chain_id=chain_id,
-            seq=seq,
-            action=action,
-            at=at,
-            prev_hash=prev_hash,
-            hash=digest,
-            canonical=canonical,
-        )
-    )
+    digest = values["hash"]
+    await session.execute(sa.insert(AuditEntry).values(values))
     if head is None:
         await session.execute(
             sa.insert(AuditHead).values(chain_id=chain_id, seq=seq, hash=digest, updated_at=at)
@@ -99,6 +115,84 @@ async def append(
             .values(seq=seq, hash=digest, updated_at=at)
         )
     return Appended(chain_id, seq, digest)
+
+
+_SEQ_MARK = 9_087_654_321_234_567_890
+"""Stands in for the sequence number in canonical bytes built before the number is known."""
+
+
+async def _append_in_one_statement(
+    session: AsyncSession, *, chain_id: uuid.UUID, action: str, at: dt.datetime, content: dict[str, Any]
+) -> Appended | None:
+    """PostgreSQL: `append` in one round trip (see `one_statement_append`); None when it cannot be
+    used for this content (the caller then appends step by step)."""
+    params = one_statement_append(chain_id=chain_id, action=action, at=at, content=content)
+    if params is None:
+        return None
+    row = (await session.execute(ONE_STATEMENT_APPEND, params)).one()
+    return Appended(chain_id, row.seq, bytes(row.hash))
+
+
+def one_statement_append(
+    *, chain_id: uuid.UUID, action: str, at: dt.datetime, content: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The parameters of ONE_STATEMENT_APPEND. The statement locks the head, takes the next number,
+    splices it into the canonical bytes (built here with a stand-in number: the JSON of an integer
+    is its digits), hashes them as `chain.entry_hash` does, and writes the entry and the head. None
+    when the stand-in cannot be placed unambiguously."""
+    canonical = canonical_bytes(
+        {"chain": str(chain_id), "seq": _SEQ_MARK, "action": action, "at": at.isoformat(), **content}
+    )
+    mark = b'"seq":%d' % _SEQ_MARK
+    if canonical.count(mark) != 1:
+        return None
+    before, _, after = canonical.partition(mark)
+    return {
+        "chain_id": chain_id,
+        "genesis": GENESIS,
+        "prefix": LEAF + chain_id.bytes,
+        "before": before + b'"seq":',
+        "after": after,
+        "action": action,
+        "at": at,
+    }
+
+
+ONE_STATEMENT_APPEND = sa.text(
+    """
+    WITH head AS (
+        SELECT seq, hash FROM audit_head WHERE chain_id = CAST(:chain_id AS uuid) FOR UPDATE
+    ),
+    next AS (
+        SELECT COALESCE(head.seq, 0) + 1 AS seq, COALESCE(head.hash, CAST(:genesis AS bytea)) AS prev_hash
+        FROM (SELECT 1) AS one LEFT JOIN head ON true
+    ),
+    spliced AS (
+        SELECT seq, prev_hash,
+            CAST(:before AS bytea) || convert_to(CAST(seq AS text), 'UTF8') || CAST(:after AS bytea)
+                AS canonical
+        FROM next
+    ),
+    hashed AS (
+        SELECT seq, prev_hash, canonical,
+            sha256(CAST(:prefix AS bytea) || int8send(CAST(seq AS bigint)) || prev_hash || canonical) AS hash
+        FROM spliced
+    ),
+    entry AS (
+        INSERT INTO audit_entry (chain_id, seq, action, at, prev_hash, hash, canonical)
+        SELECT CAST(:chain_id AS uuid), seq, CAST(:action AS varchar), CAST(:at AS timestamptz), prev_hash,
+            hash, canonical
+        FROM hashed
+    ),
+    moved AS (
+        INSERT INTO audit_head (chain_id, seq, hash, updated_at)
+        SELECT CAST(:chain_id AS uuid), seq, hash, CAST(:at AS timestamptz) FROM hashed
+        ON CONFLICT (chain_id) DO UPDATE
+            SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, updated_at = EXCLUDED.updated_at
+    )
+    SELECT seq, hash FROM hashed
+    """
+)
 
 
 async def append_exchange(
