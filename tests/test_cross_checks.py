@@ -67,6 +67,8 @@ async def test_a_serial_read_with_a_confusion_is_matched_a_moment_after_submissi
     await national_registry(client, tokens)
     created = await submit(client, tokens, "LX 1O23")  # letter O for the digit zero
     assert [(c["registry"], c["status"]) for c in created["cross_checks"]] == [("NG-NFR", "pending")]
+    read_back = (await client.get(f"/v1/trace-requests/{created['id']}", headers=tokens.investigator)).json()
+    assert read_back["cross_checks"] == created["cross_checks"]  # the answer to the POST was no guess
     assert await app.state.cross_checks.run_pending() == 1
 
     shown = (await client.get(f"/v1/trace-requests/{created['id']}", headers=tokens.investigator)).json()

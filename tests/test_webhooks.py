@@ -130,6 +130,23 @@ async def test_forwarded_request_reaches_the_new_holder_signed(
     assert await worker.run_once() == 0  # delivered once, not again
 
 
+async def test_a_submission_reaches_the_requesting_contact_points_webhook_with_its_reference(
+    client: httpx.AsyncClient, tokens: Tokens, world: None, worker: DeliveryWorker, receiver: Receiver
+) -> None:
+    secret = await hook(client, tokens, receiver.url, agency="NE-NCP")
+    await hook(client, tokens, receiver.url, agency="BJ-NCP")  # another country's: not a recipient
+    created = await client.post("/v1/trace-requests", json=submission(), headers=tokens.investigator)
+    assert created.status_code == 201, created.text
+    assert await worker.run_once() == 1
+
+    (received,) = receiver.received
+    payload = Webhook(secret).verify(received.body, received.headers)
+    assert (payload["type"], payload["trace_request_id"]) == ("request.submitted", created.json()["id"])
+    assert payload["data"]["reference"] == created.json()["reference"]
+    assert (payload["data"]["state"], payload["data"]["requesting_country"]) == ("submitted", "NE")
+    assert await deliveries(client, tokens, "BJ-NCP") == []
+
+
 async def test_agencies_without_a_webhook_get_no_deliveries(
     client: httpx.AsyncClient, tokens: Tokens, world: None, worker: DeliveryWorker
 ) -> None:
