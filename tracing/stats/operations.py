@@ -154,8 +154,9 @@ async def code_open_for_submissions(session: AsyncSession, code: str | None) -> 
     """The stored spelling of the operation a new trace request names, or why it may not name it."""
     if code is None:
         return None
-    operation = await _find(session, code)
-    if operation is None or str(operation.id) == code:
+    statement = sa.select(Operation.code, Operation.status).where(Operation.code == code.strip().upper())
+    operation = (await session.execute(statement)).one_or_none()  # by code only (not by UUID), two columns
+    if operation is None:
         raise Unprocessable(
             f"operation_code {code!r} names no known operation", extra={"field": "operation_code"}
         )
