@@ -134,13 +134,16 @@ async def test_submission_naming_an_unknown_or_closed_operation_is_422(
 
     closed = await client.patch("/v1/operations/TRIGGER-III", json={"status": "closed"}, headers=tokens.admin)
     assert closed.status_code == 200
-    refused = await client.post("/v1/trace-requests", json=submission(), headers=tokens.investigator)
+    keyed = {**tokens.investigator, "Idempotency-Key": "refused-then-fixed"}
+    refused = await client.post("/v1/trace-requests", json=submission(), headers=keyed)
     assert refused.status_code == 422
     assert "is closed" in refused.json()["detail"]
-    without = await client.post(
-        "/v1/trace-requests", json=submission(operation_code=None), headers=tokens.investigator
-    )
-    assert without.status_code == 201
+    without = await client.post("/v1/trace-requests", json=submission(operation_code=None), headers=keyed)
+    assert without.status_code == 201  # the refused attempt left nothing behind, not even its key
+    listed = (await client.get("/v1/trace-requests", headers=tokens.investigator)).json()["items"]
+    assert sorted(item["id"] for item in listed) == sorted([lower.json()["id"], without.json()["id"]])
+    feed = (await client.get("/v1/events", headers=tokens.ncp("NE"))).json()["items"]
+    assert [item["trace_request_id"] for item in feed] == [lower.json()["id"], without.json()["id"]]
 
 
 async def test_update_keeps_the_operation_consistent(client: httpx.AsyncClient, tokens: Tokens) -> None:

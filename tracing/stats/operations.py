@@ -82,7 +82,7 @@ async def _find(session: AsyncSession, key: str) -> Operation | None:
     try:
         clause = Operation.id == uuid.UUID(key)
     except ValueError:
-        clause = Operation.code == key.strip().upper()
+        clause = Operation.code == stored_code(key)
     return (await session.execute(select(Operation).where(clause))).scalar_one_or_none()
 
 
@@ -154,15 +154,27 @@ async def code_open_for_submissions(session: AsyncSession, code: str | None) -> 
     """The stored spelling of the operation a new trace request names, or why it may not name it."""
     if code is None:
         return None
-    statement = sa.select(Operation.code, Operation.status).where(Operation.code == code.strip().upper())
-    operation = (await session.execute(statement)).one_or_none()  # by code only (not by UUID), two columns
-    if operation is None:
+    statement = sa.select(Operation.code, Operation.status).where(Operation.code == stored_code(code))
+    found = (await session.execute(statement)).one_or_none()  # by code only (not by UUID), two columns
+    return open_for_submissions(code, None if found is None else (found.code, found.status))
+
+
+def stored_code(code: str) -> str:
+    """How an operation code given by a user is spelled in the database."""
+    return code.strip().upper()
+
+
+def open_for_submissions(code: str, found: tuple[str, OperationStatus] | None) -> str:
+    """`found` is (stored code, status) of the operation named `code`, if any: its code, or why a new
+    trace request may not name it."""
+    if found is None:
         raise Unprocessable(
             f"operation_code {code!r} names no known operation", extra={"field": "operation_code"}
         )
-    if operation.status is OperationStatus.closed:
+    stored, status = found
+    if status is OperationStatus.closed:
         raise Unprocessable(
-            f"operation {operation.code} is closed; trace requests can no longer be filed under it",
+            f"operation {stored} is closed; trace requests can no longer be filed under it",
             extra={"field": "operation_code"},
         )
-    return operation.code
+    return stored

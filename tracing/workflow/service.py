@@ -40,7 +40,7 @@ from tracing.models.trace_request import (
 from tracing.models.types import UTCDateTime, utcnow
 from tracing.notify import outbox
 from tracing.security import Principal
-from tracing.stats.operations import code_open_for_submissions
+from tracing.stats.operations import code_open_for_submissions, open_for_submissions, stored_code
 from tracing.workflow import deadlines, submit_statement
 from tracing.workflow.machine import acts_as_contact_point, holder_after, plan
 from tracing.workflow.queries import get_visible, parties_of
@@ -76,7 +76,11 @@ async def submit(
     transition = plan(Action.submit, None, principal)
     digest = body_digest(body)
     await _check_requester(session, principal)
-    operation_code = await code_open_for_submissions(session, body.operation_code)
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:  # the one-statement write checks the operation too (below)
+        operation_code = stored_code(body.operation_code) if body.operation_code is not None else None
+    else:
+        operation_code = await code_open_for_submissions(session, body.operation_code)
 
     now = now or utcnow()
     request = TraceRequest(
@@ -105,8 +109,15 @@ async def submit(
     )
     checks = None
     try:
-        if session.get_bind().dialect.name == "postgresql":
-            checks = (await submit_statement.write(session, request, exchange, idempotency)).cross_checks
+        if postgres:
+            written = await submit_statement.write(session, request, exchange, idempotency)
+            if body.operation_code is not None:
+                try:
+                    open_for_submissions(body.operation_code, written.operation)
+                except Unprocessable:
+                    await session.rollback()
+                    raise
+            checks = written.cross_checks
         else:
             await _write_submission(session, request, exchange, idempotency)
         await session.commit()

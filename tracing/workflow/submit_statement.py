@@ -8,7 +8,9 @@ data-modifying CTEs write them all in one INSERT, one round trip, with the same 
 (used on SQLite) writes: the request, exchange and audit rows are built by the caller exactly as for
 that path, and the recipients and registries are chosen in SQL by the rules of
 `outbox.recipients_of_transition` (a submit goes to the requesting country's contact point) and
-`markings.service.schedule` (one pending check per enabled registry). The tests run both paths.
+`markings.service.schedule` (one pending check per enabled registry). The same statement reads the
+operation the request names; the caller refuses a closed or unknown one and rolls everything back,
+as the ORM path refuses it before writing. The tests run both paths.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from tracing.models.agency import AgencyKind
 from tracing.models.audit import AuditEntry
 from tracing.models.exchange import Exchange
 from tracing.models.notify import DeliveryStatus
+from tracing.models.operation import OperationStatus
 from tracing.models.registry import (
     CrossCheck,
     CrossCheckPublic,
@@ -47,6 +50,9 @@ _DIALECT = postgresql.dialect()
 class Written:
     cross_checks: list[CrossCheckPublic]
     """The pending checks scheduled, as the request's GET shows them."""
+    operation: tuple[str, OperationStatus] | None
+    """(code, status) of the operation the request names, read by the same statement; None when
+    it names none or an unknown one. The caller refuses (and rolls back) a closed or unknown one."""
 
 
 async def write(
@@ -79,6 +85,7 @@ async def write(
         "event_type": outbox.event_type_of(exchange).value,
         "event_data": json.dumps(outbox.transition_data(request, exchange)),
         "reference_prefix": format_reference(request.created_at.year, 0).removesuffix("000000"),
+        "operation_code": request.operation_code,
     }
     if idempotency is not None:
         params |= _row_params("ik", IdempotencyKey.__table__, idempotency)
@@ -108,7 +115,11 @@ async def write(
         for row in rows
         if row.check_id is not None
     ]
-    return Written(cross_checks=checks)
+    first = rows[0]
+    operation = (
+        (first.operation_code, OperationStatus(first.operation_status)) if first.operation_code else None
+    )
+    return Written(cross_checks=checks, operation=operation)
 
 
 def _row_params(prefix: str, table: sa.Table, row: Any) -> dict[str, Any]:
@@ -197,10 +208,12 @@ def _statement(with_idempotency_key: bool) -> sa.TextClause:
             RETURNING id
         )
         SELECT tr.number, (SELECT count(*) FROM ev) AS events, (SELECT count(*) FROM wd) AS deliveries,
+            op.code AS operation_code, op.status AS operation_status,
             cc.id AS check_id, registry.id AS registry_id, registry.code AS registry_code,
             registry.name AS registry_name, registry.kind AS registry_kind,
             registry.owner_country AS registry_owner_country
         FROM tr
+        LEFT JOIN operation AS op ON op.code = CAST(:operation_code AS varchar)
         LEFT JOIN cc ON true
         LEFT JOIN registry ON registry.id = cc.registry_id
         ORDER BY registry.code
