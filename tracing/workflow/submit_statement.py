@@ -26,6 +26,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tracing.audit import log as audit_log
+from tracing.audit.chain import GENESIS
 from tracing.markings.service import to_public as cross_check_public
 from tracing.models.agency import AgencyKind
 from tracing.models.audit import AuditEntry
@@ -66,7 +67,7 @@ async def write(
     entry = audit_log.entry_values(
         chain_id=exchange.trace_request_id,
         seq=1,
-        prev_hash=audit_log.GENESIS,
+        prev_hash=GENESIS,
         action=exchange.action.value,
         at=exchange.at,
         content=audit_log.exchange_content(exchange),
