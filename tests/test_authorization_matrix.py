@@ -49,6 +49,7 @@ MOVE_BODIES = {
 RULES: dict[tuple[str, str], Rule] = {
     ("GET", "/healthz"): Rule(PUBLIC),
     ("GET", "/readyz"): Rule(PUBLIC),
+    ("GET", "/metrics"): Rule(PUBLIC),
     ("GET", "/v1/audit/public-key"): Rule(PUBLIC),
     ("POST", "/v1/agencies"): Rule(
         frozenset({Role.admin}),

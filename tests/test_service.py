@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Tokens
 from tracing.api.app import DatabaseNotMigrated, create_app
@@ -36,6 +38,32 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert (ready.status_code, ready.json()["database"]) == (200, "ok")
+
+
+async def test_metrics_count_requests_by_route_template_without_ids(
+    client: httpx.AsyncClient, tokens: Tokens, submitted: dict
+) -> None:
+    await client.get(f"/v1/trace-requests/{submitted['id']}", headers=tokens.investigator)
+    await client.get(f"/v1/trace-requests/{uuid.uuid4()}", headers=tokens.investigator)  # 404
+    await client.get("/no/such/path/0123456789")
+    response = await client.get("/metrics")  # no token needed
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    families = {family.name: family for family in text_string_to_metric_families(response.text)}
+    requests = families["tracing_http_requests"].samples
+    counted = {
+        (s.labels["method"], s.labels["route"], s.labels["status"]): s.value
+        for s in requests
+        if s.name == "tracing_http_requests_total"
+    }
+    assert counted[("POST", "/v1/trace-requests", "201")] == 1
+    assert counted[("GET", "/v1/trace-requests/{request_id}", "200")] == 1
+    assert counted[("GET", "/v1/trace-requests/{request_id}", "404")] == 1
+    assert counted[("GET", "unmatched", "404")] == 1
+    latency = families["tracing_http_request_duration_seconds"].samples
+    assert any(s.name.endswith("_count") and s.labels["route"] == "/v1/trace-requests" for s in latency)
+    for private in (submitted["id"], "NE-PJ", "inspector", "0123456789"):
+        assert private not in response.text
 
 
 async def test_one_contact_point_per_country(client: httpx.AsyncClient, tokens: Tokens, world: None) -> None:

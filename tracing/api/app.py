@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tracing import __version__
 from tracing.api import problems
+from tracing.api.metrics import Metrics
 from tracing.api.middleware import BodyLimit, RefuseNulInUrl, RequestContext
 from tracing.api.ratelimit import PrincipalRateLimit
 from tracing.api.routes import (
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
     app.state.token_verifier = TokenVerifier(settings)
     app.state.rate_limit = PrincipalRateLimit(settings.rate_limit_per_minute)
     app.state.clock = utcnow
+    app.state.metrics = Metrics()
     app.state.deadline_policy = DeadlinePolicy.from_settings(settings)
     app.state.address_policy = AddressPolicy.from_settings(settings)
     problems.install(app)
@@ -155,5 +157,5 @@ def create_app(settings: Settings | None = None, *, check_migrations: bool = Tru
         overrides=((re.compile(r"^/v1/registries/[^/]+/records$"), settings.max_import_bytes),),
     )
     app.add_middleware(RefuseNulInUrl)
-    app.add_middleware(RequestContext)
+    app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app

@@ -10,6 +10,7 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tracing.api.metrics import Metrics
 from tracing.api.problems import problem
 
 log = structlog.get_logger("tracing.access")
@@ -24,10 +25,12 @@ SECURITY_HEADERS = [
 
 class RequestContext:
     """Gives each request an id (a sane client `X-Request-ID` is kept), echoes it, adds security
-    headers and writes one access log line with the principal's subject and agency."""
+    headers, writes one access log line with the principal's subject and agency, and counts the
+    request in the metrics."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,13 +60,16 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_headers)
         finally:
+            seconds = time.perf_counter() - started
             log.info(
                 "request",
                 method=scope["method"],
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                duration_ms=round(seconds * 1000, 1),
             )
+            if self.metrics is not None:
+                self.metrics.observe(scope, status, seconds)
 
 
 class BodyLimit:
