@@ -91,9 +91,10 @@ async def write(
     if idempotency is not None:
         params |= _row_params("ik", IdempotencyKey.__table__, idempotency)
     rows = (await session.execute(_statement(idempotency is not None), params)).all()
-    request.number = rows[0].number
-    if rows[0].events:
-        outbox.mark_emitted(session, deliveries=rows[0].deliveries > 0)
+    first = rows[0]  # one row per scheduled cross-check, at least one
+    request.number = first.number
+    if first.events:
+        outbox.mark_emitted(session, deliveries=first.deliveries > 0)
     checks = [
         cross_check_public(
             CrossCheck(
@@ -116,7 +117,6 @@ async def write(
         for row in rows
         if row.check_id is not None
     ]
-    first = rows[0]
     operation = (
         (first.operation_code, OperationStatus(first.operation_status)) if first.operation_code else None
     )
