@@ -168,6 +168,22 @@ async def test_an_encoding_that_cannot_be_split_into_lines_is_refused_and_nothin
     assert records == []
 
 
+async def test_a_header_or_row_that_is_not_csv_is_reported_not_a_server_error(
+    client: httpx.AsyncClient, tokens: Tokens
+) -> None:
+    await create_registry(client, tokens)
+    broken_header = await import_csv(client, tokens, "NG-NFR", "record_id,serial\rnumber,make\nA1,LX1,AKM\n")
+    assert broken_header.status_code == 422
+    assert "header line is not valid CSV" in broken_header.json()["detail"]
+    rows = 'record_id,serial_number,make\nA1,LX\r1023,Izhmash\nA2,"LX"1024,Izhmash\nA3,LX1025,Izhmash\n'
+    report = (await import_csv(client, tokens, "NG-NFR", rows)).json()
+    assert (report["imported"], report["rejected"]) == (1, 2)
+    assert [(e["line"], e["message"].startswith("not valid CSV")) for e in report["errors"]] == [
+        (2, True),
+        (3, True),
+    ]
+
+
 async def test_a_chinese_registry_file_in_gb18030_is_read(client: httpx.AsyncClient, tokens: Tokens) -> None:
     await create_registry(client, tokens)
     text = "record_id,serial_number,make\nC1,56-1 1234567,中国北方工业公司\nC2,XK 0042,国营296厂\n"

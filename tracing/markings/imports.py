@@ -264,7 +264,10 @@ async def _csv_rows(
                 raise ImportRefused(f"the header line cannot be read: {text.message}")
             if not text.strip():
                 continue
-            header = [name.strip().lower() for name in next(csv.reader([text]))]
+            try:
+                header = [name.strip().lower() for name in next(csv.reader([text], strict=True))]
+            except csv.Error as exc:  # a bare carriage return or a stray quote, say
+                raise ImportRefused(f"the header line is not valid CSV: {exc}") from exc
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 raise ImportRefused(
