@@ -76,10 +76,13 @@ def _token(settings: Settings, agency: str, country: str, roles: list[str]) -> s
 async def test_api_contract_holds_under_fuzzing(live_server: str, settings: Settings, tmp_path: Path) -> None:
     every_role = ["investigator", "contact_point", "operations", "auditor", "admin"]
     token = _token(settings, "NE-NCP", "NE", every_role)
+    # One worker: with two, schemathesis's generator threads once crashed inside CPython 3.11's
+    # compiler ("SystemError: AST constructor recursion depth mismatch"), a failure of the tool,
+    # not of the API under test.
     command = [
         str(Path(sys.executable).with_name("schemathesis")), "run", f"{live_server}/openapi.json",
         "--checks", CHECKS, "--max-examples", "25", "--max-time", str(MAX_SECONDS),
-        "--phases", "examples,coverage,fuzzing", "--workers", "2", "--seed", "20171124",
+        "--phases", "examples,coverage,fuzzing", "--workers", "1", "--seed", "20171124",
         "--header", f"Authorization: Bearer {token}", "--request-timeout", "10",
         "--generation-database", "none", "--no-color", "--report-dir", str(tmp_path / "report"),
     ]  # fmt: skip
