@@ -40,7 +40,7 @@ from tracing.markings import registries, store
 from tracing.markings.adapters import LocalRegistry
 from tracing.markings.corpus import Record, corrupt, generate_records
 from tracing.markings.imports import KNOWN_COLUMNS, ImportFormat
-from tracing.markings.keys import lookup_plan, record_keys
+from tracing.markings.keys import lookup_plan
 from tracing.markings.matching import MatchClass, Reading, match_all, serial_agreement
 from tracing.models.registry import RegistryCreate, RegistryKind
 
@@ -232,8 +232,8 @@ async def main() -> None:
     # the middle of a timed lookup (a server process holds none of them).
     gc.collect()
     gc.freeze()
-    deletions = len(record_keys("LX102345").deletions)
-    print(f"  {time.perf_counter() - began:.1f} s; 8-character serials get {deletions} deletion keys")
+    probes = len(lookup_plan("LX102345").neighbours)
+    print(f"  {time.perf_counter() - began:.1f} s; an 8-character reading probes {probes} one-edit keys")
     sizes = sorted({min(args.small, args.records), args.records})
     measured: dict[tuple[str, int], dict] = {}
     for backend in [b for b in args.backends.split(",") if b]:

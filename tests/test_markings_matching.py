@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracing.markings.index import MemoryIndex
 from tracing.markings.keys import (
+    KEY_ALPHABET,
     MIN_FUZZY_LENGTH,
     deletions,
+    is_enumerable,
     key_hash,
     lookup_plan,
+    one_edit_keys,
     record_keys,
     within_one_edit,
 )
@@ -27,6 +32,8 @@ from tracing.markings.matching import (
 
 PROPERTY = settings(max_examples=300, deadline=None)
 keys_text = st.text(alphabet="ABCDEFGHKLMNPX0123456789", min_size=MIN_FUZZY_LENGTH, max_size=12)
+# Ж and ع are not folded to Latin: keys holding them are not enumerable and store their deletions.
+mixed_keys = st.text(alphabet="ABKMX0179Жع", min_size=MIN_FUZZY_LENGTH, max_size=12)
 
 
 def osa_distance(a: str, b: str) -> int:
@@ -52,7 +59,7 @@ def test_within_one_edit_agrees_with_the_reference_distance(a: str, b: str) -> N
     assert within_one_edit(a, b) == within_one_edit(b, a)
 
 
-one_edit = st.tuples(keys_text, st.integers(0, 20), st.sampled_from("sdit"), st.sampled_from("ABX079"))
+one_edit = st.tuples(mixed_keys, st.integers(0, 20), st.sampled_from("sdit"), st.sampled_from("ABX079Жع"))
 
 
 def _edit(key: str, position: int, how: str, char: str) -> str:
@@ -76,24 +83,54 @@ def test_every_one_edit_reading_reaches_its_record_through_the_index_probes(edit
     stored = record_keys(key)
     if len(plan.confusable) < MIN_FUZZY_LENGTH:
         return  # too short to search fuzzily, by design
+    assert bool(stored.deletions) == (not is_enumerable(stored.confusable))
     reached = (
         plan.confusable == stored.confusable
+        or stored.confusable in plan.neighbours
         or bool(plan.neighbour_deletions & stored.deletions)
-        or stored.confusable in plan.neighbour_keys
     )
     assert reached
+    assert MemoryIndex([Candidate("r1", key, "Glock")]).lookup(plan)  # the in-memory index probes alike
 
 
 @PROPERTY
-@given(keys_text, st.sets(st.integers(0, 20), min_size=1, max_size=3))
-def test_up_to_three_unreadable_characters_reach_the_record_through_stored_deletions(
+@given(st.text(alphabet="AX0Жع?", max_size=9))
+def test_one_edit_keys_are_enumerable_keys_one_edit_away(key: str) -> None:
+    for neighbour in one_edit_keys(key):
+        assert osa_distance(key, neighbour) == 1
+        assert set(neighbour) - set(key) <= set(KEY_ALPHABET)
+
+
+@pytest.mark.parametrize("key", ["", "A", "7Q", "Ж1"])
+def test_one_edit_keys_holds_every_enumerable_key_one_edit_away(key: str) -> None:
+    expected = {
+        "".join(chars)
+        for length in range(max(len(key) - 1, 0), len(key) + 2)
+        for chars in itertools.product(KEY_ALPHABET, repeat=length)
+        if osa_distance(key, "".join(chars)) == 1
+    }
+    assert {k for k in one_edit_keys(key) if is_enumerable(k)} == expected
+
+
+@PROPERTY
+@given(mixed_keys, st.sets(st.integers(0, 20), min_size=1, max_size=2))
+def test_up_to_two_unreadable_characters_reach_the_record_through_equality_probes(
     key: str, positions: set[int]
 ) -> None:
     unreadable = {p % len(key) for p in positions}
     plan = lookup_plan("".join("?" if p in unreadable else char for p, char in enumerate(key)))
     if not plan.searchable:
         return  # too few readable characters, by design
-    assert plan.gap_deletions & record_keys(key).deletions
+    stored = record_keys(key)
+    if not is_enumerable("".join(stored.confusable[position] for position in sorted(unreadable)[:-1])):
+        return  # the first of two is filled with key characters only; another script's letter there is missed
+    assert stored.confusable in plan.fills or plan.gap_deletions & stored.deletions
+
+
+def test_three_unreadable_characters_are_a_range_scan_on_the_longer_readable_end() -> None:
+    plan = lookup_plan("LX??2?3456")
+    assert plan.searchable and not plan.fills and not plan.gap_deletions
+    assert plan.anchor == ("suffix", "6543")
 
 
 @PROPERTY

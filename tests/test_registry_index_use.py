@@ -36,7 +36,7 @@ async def test_every_probe_uses_an_index(database_url: str, serial: str) -> None
             await session.commit()
             plan = lookup_plan(serial)
             assert plan.searchable
-            statement = store.candidates_statement(registry.id, plan)
+            statement = store.candidates_statement(registry.id, plan, engine.dialect.name)
             text = await _plan_text(session, statement)
     finally:
         await engine.dispose()

@@ -161,8 +161,18 @@ def _bad_characters(value: str) -> str | None:
     return f"contains the control character U+{ord(char):04X}"
 
 
+# Any year before the one this process started in is in the past; later ones are checked against today.
+_PAST_YEARS_BEFORE = dt.date.today().year
+
+
+def _is_year(year: int) -> bool:
+    return 1800 <= year and (year < _PAST_YEARS_BEFORE or year <= dt.date.today().year)
+
+
 def validate(line: int, values: dict[str, Any]) -> RecordRow | RowProblem:
     """Check one record's fields; unknown fields are kept as details."""
+    # One search over every text value; only a row that has a bad character is checked field by field.
+    suspect = _CONTROL.search("\n".join(v for v in values.values() if isinstance(v, str))) is not None
     clean: dict[str, Any] = {}
     for name in KNOWN_COLUMNS:
         value = values.get(name)
@@ -173,7 +183,7 @@ def validate(line: int, values: dict[str, Any]) -> RecordRow | RowProblem:
             value = str(value)
         if not isinstance(value, str):
             return RowProblem(line, name, f"must be text, not {type(value).__name__}")
-        if problem := _bad_characters(value):
+        if suspect and (problem := _bad_characters(value)):
             return RowProblem(line, name, problem)
         value = value.strip()
         if name in _LIMITS and len(value) > _LIMITS[name]:
@@ -199,13 +209,13 @@ def validate(line: int, values: dict[str, Any]) -> RecordRow | RowProblem:
             )
     year = clean["year_of_manufacture"]
     if year is not None:
-        if not year.isdigit() or not 1800 <= int(year) <= dt.date.today().year:
+        if not year.isdigit() or not _is_year(int(year)):
             return RowProblem(line, "year_of_manufacture", f"{year!r} is not a year between 1800 and now")
         year = int(year)
     details = {k: v for k, v in values.items() if k not in KNOWN_COLUMNS and v not in (None, "")}
-    if len(details) > MAX_DETAILS or len(json.dumps(details, ensure_ascii=False)) > 4000:
+    if details and (len(details) > MAX_DETAILS or len(json.dumps(details, ensure_ascii=False)) > 4000):
         return RowProblem(line, None, f"more than {MAX_DETAILS} extra fields or 4000 characters of them")
-    for name, value in details.items():
+    for name, value in details.items() if suspect else ():
         if isinstance(value, str) and (problem := _bad_characters(value)):
             return RowProblem(line, name, problem)
     return RecordRow(

@@ -44,7 +44,9 @@ class MemoryIndex:
             return []
         found: set[int] = set()
         if plan.is_partial:
-            if plan.gap_deletions:
+            if plan.fills:
+                for key in plan.fills:
+                    found.update(self._by_confusable.get(key, ()))
                 for deletion in plan.gap_deletions:
                     found.update(self._by_deletion.get(deletion, ()))
             else:
@@ -59,9 +61,8 @@ class MemoryIndex:
                 )
         else:
             found.update(self._by_normalized.get(plan.normalized, ()))
-            found.update(self._by_confusable.get(plan.confusable, ()))
+            for key in (plan.confusable, *plan.neighbours):
+                found.update(self._by_confusable.get(key, ()))
             for deletion in plan.neighbour_deletions:
                 found.update(self._by_deletion.get(deletion, ()))
-            for key in plan.neighbour_keys:
-                found.update(self._by_confusable.get(key, ()))
         return [self._records[p] for p in sorted(found)[:MAX_CANDIDATES]]

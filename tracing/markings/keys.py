@@ -1,10 +1,14 @@
 """Match keys for registry lookups, computed once when a record is imported and once per query.
 
 A record is indexed by its normalised serial (exact matches), its confusable key (O/0, I/1... read-off
-confusions), the confusable key reversed (so a serial whose first characters are unreadable can still
-be found by a range scan on its readable end), and the one-character deletion neighbourhood of the
-confusable key (one-edit matches and single unreadable characters). Every
-lookup is then a handful of equality or range probes on indexed columns, never a scan.
+confusions) and the confusable key reversed (so a serial whose first characters are unreadable can
+still be found by a range scan on its readable end). One-edit and partial readings are expanded at
+lookup time instead: every key one edit away from the reading, or every way of filling its unreadable
+characters, made of the characters a key can hold, is probed against the records' confusable keys.
+Only the rare record whose key holds other characters (letters of scripts that are not folded to
+Latin) also stores its one-character deletion neighbourhood, which the reading's own deletions probe.
+Every lookup is then a set of equality or range probes on indexed columns, never a scan, and an
+import writes one row per record.
 """
 
 from __future__ import annotations
@@ -20,13 +24,12 @@ from tracing.markings.normalize import UNREADABLE, confusable_key, fold_confusab
 MIN_FUZZY_LENGTH = 4
 # A partial serial needs this many readable characters, and at least half of it readable.
 MIN_READABLE_FOR_PARTIAL = 3
-# Up to this many unreadable characters, all but one are filled with every character a key can hold
-# and the last one is a stored deletion: equality probes (29 for two, 841 for three). With more, a
-# range scan on the longer readable end.
-MAX_ENUMERATED_UNREADABLE = 3
+# Up to this many unreadable characters, each is filled with every character a key can hold: equality
+# probes (29 for one, 841 for two). With more, a range scan on the longer readable end.
+MAX_FILLED_UNREADABLE = 2
 MAX_KEY_LENGTH = 64
 # What a confusable key is made of (Latin letters that look like digits are folded away), so what an
-# unreadable character in a key may stand for. Keys with other scripts' letters are rare.
+# unreadable or mistyped character in a key may stand for. Keys with other scripts' letters are rare.
 KEY_ALPHABET = "".join(sorted({fold_confusables(char) for char in string.ascii_uppercase + string.digits}))
 
 
@@ -41,9 +44,42 @@ def deletions(key: str) -> set[str]:
     return {key[:position] + key[position + 1 :] for position in range(len(key))}
 
 
+def is_enumerable(key: str) -> bool:
+    """Whether a key is made of KEY_ALPHABET only, so that lookups reach it by enumerating the
+    neighbours of a reading."""
+    return not key.strip(KEY_ALPHABET)
+
+
+def one_edit_keys(key: str) -> set[str]:
+    """Every key one substitution, insertion, deletion or swap of neighbouring characters away from
+    `key`, where a substituted or inserted character is one of KEY_ALPHABET (without the key itself).
+    An enumerable key is within one edit of `key` exactly when it is in this set or equal to `key`."""
+    found = deletions(key)
+    for position in range(len(key) + 1):
+        before, after = key[:position], key[position:]
+        found.update(before + char + after for char in KEY_ALPHABET)
+        if after:
+            rest = after[1:]
+            found.update(before + char + rest for char in KEY_ALPHABET)
+            if rest:
+                found.add(before + rest[0] + after[0] + rest[1:])
+    found.discard(key)
+    return found
+
+
+def filled_keys(pattern: str) -> set[str]:
+    """Every way of filling the unreadable characters of a pattern with characters of KEY_ALPHABET."""
+    parts = pattern.split(UNREADABLE)
+    filled = set()
+    for fill in itertools.product(KEY_ALPHABET, repeat=len(parts) - 1):
+        filled.add("".join(itertools.chain.from_iterable(zip(parts, (*fill, ""), strict=True))))
+    return filled
+
+
 @dataclass(frozen=True)
 class RecordKeys:
-    """What a registry record is indexed by."""
+    """What a registry record is indexed by. `deletions` is the stored deletion neighbourhood: empty
+    for an enumerable key (lookups reach it through one_edit_keys and filled_keys of the reading)."""
 
     normalized: str
     confusable: str
@@ -58,10 +94,9 @@ def record_keys(serial_number: str, *, normalized: str | None = None) -> RecordK
         normalized = normalize_serial(serial_number)
     normalized = normalized[:MAX_KEY_LENGTH]
     confusable = fold_confusables(normalized)
+    stored = len(confusable) >= MIN_FUZZY_LENGTH and UNREADABLE not in confusable
     neighbourhood = (
-        frozenset(deletions(confusable))
-        if len(confusable) >= MIN_FUZZY_LENGTH and UNREADABLE not in confusable
-        else frozenset()
+        frozenset(deletions(confusable)) if stored and not is_enumerable(confusable) else frozenset()
     )
     return RecordKeys(normalized, confusable, confusable[::-1], len(confusable), neighbourhood)
 
@@ -79,10 +114,12 @@ class LookupPlan:
     searchable: bool
     reason: str | None = None
     # one-edit probes (readings without unreadable characters)
+    neighbours: frozenset[str] = frozenset()  # one_edit_keys, against the records' own keys
     neighbour_deletions: frozenset[str] = frozenset()  # the key and its deletions, against stored ones
-    neighbour_keys: frozenset[str] = frozenset()  # the key's deletions, against the records' own keys
+    neighbour_keys: frozenset[str] = frozenset()  # the key's deletions (a record that lost a character)
     # partial probes (readings with unreadable characters)
     unreadable: int = 0
+    fills: frozenset[str] = frozenset()  # filled_keys, against the records' own keys
     gap_deletions: frozenset[str] = frozenset()  # stored deletions a partial reading can match
     prefix: str = ""  # readable characters before the first unreadable one
     suffix_reversed: str = ""  # readable characters after the last unreadable one, reversed
@@ -112,6 +149,7 @@ def lookup_plan(serial_number: str) -> LookupPlan:
             normalized,
             confusable,
             True,
+            neighbours=frozenset(one_edit_keys(confusable)) if fuzzy else frozenset(),
             neighbour_deletions=frozenset({confusable, *deletions(confusable)}) if fuzzy else frozenset(),
             neighbour_keys=frozenset(deletions(confusable)) if fuzzy else frozenset(),
         )
@@ -125,17 +163,16 @@ def lookup_plan(serial_number: str) -> LookupPlan:
             unreadable=unreadable,
         )
     first, last = confusable.index(UNREADABLE), confusable.rindex(UNREADABLE)
-    gap_deletions = (
-        _gap_deletions(confusable)
-        if unreadable <= MAX_ENUMERATED_UNREADABLE and len(confusable) >= MIN_FUZZY_LENGTH
-        else frozenset()
-    )
+    filled = unreadable <= MAX_FILLED_UNREADABLE
     return LookupPlan(
         normalized,
         confusable,
         True,
         unreadable=unreadable,
-        gap_deletions=gap_deletions,
+        fills=frozenset(filled_keys(confusable)) if filled else frozenset(),
+        gap_deletions=(
+            _gap_deletions(confusable) if filled and len(confusable) >= MIN_FUZZY_LENGTH else frozenset()
+        ),
         prefix=confusable[:first],
         suffix_reversed=confusable[last + 1 :][::-1],
     )
@@ -143,15 +180,8 @@ def lookup_plan(serial_number: str) -> LookupPlan:
 
 def _gap_deletions(pattern: str) -> frozenset[str]:
     """The last unreadable character deleted, every other one filled with each key character."""
-    positions = [i for i, char in enumerate(pattern) if char == UNREADABLE]
-    last = positions[-1]
-    base = list(pattern[:last] + pattern[last + 1 :])
-    filled = set()
-    for fill in itertools.product(KEY_ALPHABET, repeat=len(positions) - 1):
-        for position, char in zip(positions[:-1], fill, strict=True):
-            base[position] = char
-        filled.add("".join(base))
-    return frozenset(filled)
+    last = pattern.rindex(UNREADABLE)
+    return frozenset(filled_keys(pattern[:last] + pattern[last + 1 :]))
 
 
 def within_one_edit(first: str, second: str) -> bool:

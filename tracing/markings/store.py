@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -116,7 +116,7 @@ async def write_batch(
             (
                 shared_registry, number, row.record_ref, print_, row.serial_number, row.make, row.model,
                 row.calibre, row.kind, row.country_of_manufacture, row.year_of_manufacture,
-                json.dumps(row.details, ensure_ascii=False, separators=(",", ":")),
+                json.dumps(row.details, ensure_ascii=False, separators=(",", ":")) if row.details else "{}",
                 keys.normalized, keys.confusable, keys.reversed, keys.length, shared_now,
             )
         )  # fmt: skip
@@ -126,9 +126,10 @@ async def write_batch(
         await raw.copy_records_to_table(
             RegistryRecord.__tablename__, records=records, columns=_RECORD_COLUMNS
         )
-        await raw.copy_records_to_table(
-            RegistryRecordKey.__tablename__, records=keys_rows, columns=_KEY_COLUMNS
-        )
+        if keys_rows:
+            await raw.copy_records_to_table(
+                RegistryRecordKey.__tablename__, records=keys_rows, columns=_KEY_COLUMNS
+            )
     else:
         await connection.exec_driver_sql(_insert_sql(RegistryRecord.__tablename__, _RECORD_COLUMNS), records)
         if keys_rows:
@@ -147,17 +148,15 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
-def _candidate_numbers(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select | sa.CompoundSelect | None:
-    record, key = RegistryRecord, RegistryRecordKey
+def _candidate_numbers(
+    registry_id: uuid.UUID, plan: LookupPlan, dialect: str
+) -> sa.Select | sa.CompoundSelect | None:
+    record = RegistryRecord
     length = len(plan.confusable)
     probes: list[sa.Select] = []
     if plan.is_partial:
-        if plan.gap_deletions:
-            probes.append(
-                select(key.record_no).where(
-                    key.registry_id == registry_id, key.deletion.in_(sorted(plan.gap_deletions))
-                )
-            )
+        if plan.fills:
+            probes.extend(_records_with_keys(registry_id, plan.fills, dialect))
         else:
             side, anchor = plan.anchor
             column = record.reversed_key if side == "suffix" else record.confusable_key
@@ -173,31 +172,45 @@ def _candidate_numbers(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select | 
                 )
                 .limit(MAX_CANDIDATES)
             )
+        if plan.gap_deletions:
+            probes.append(_records_with_deletions(registry_id, plan.gap_deletions, dialect))
     else:
-        probes.append(
-            select(record.record_no).where(
-                record.registry_id == registry_id,
-                record.key_length == length,
-                record.confusable_key == plan.confusable,
-            )
-        )
+        probes.extend(_records_with_keys(registry_id, {plan.confusable, *plan.neighbours}, dialect))
         if plan.neighbour_deletions:
-            probes.append(
-                select(key.record_no).where(
-                    key.registry_id == registry_id, key.deletion.in_(sorted(plan.neighbour_deletions))
-                )
-            )
-        if plan.neighbour_keys:
-            probes.append(
-                select(record.record_no).where(
-                    record.registry_id == registry_id,
-                    record.key_length == length - 1,
-                    record.confusable_key.in_(sorted(plan.neighbour_keys)),
-                )
-            )
+            probes.append(_records_with_deletions(registry_id, plan.neighbour_deletions, dialect))
     if not probes:
         return None
     return probes[0] if len(probes) == 1 else sa.union(*probes)
+
+
+def _one_of(column: sa.ColumnElement, values: Iterable[str], dialect: str) -> sa.ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL as one array parameter, so that one plan serves any count."""
+    ordered = sorted(values)
+    if dialect == "postgresql":
+        return column == sa.any_(sa.literal(ordered, ARRAY(sa.String)))
+    return column.in_(ordered)
+
+
+def _records_with_keys(registry_id: uuid.UUID, keys: Iterable[str], dialect: str) -> list[sa.Select]:
+    """One equality probe per key length on the records' confusable keys."""
+    by_length: dict[int, list[str]] = {}
+    for one in keys:
+        by_length.setdefault(len(one), []).append(one)
+    record = RegistryRecord
+    return [
+        select(record.record_no).where(
+            record.registry_id == registry_id,
+            record.key_length == length,
+            _one_of(record.confusable_key, group, dialect),
+        )
+        for length, group in sorted(by_length.items())
+    ]
+
+
+def _records_with_deletions(registry_id: uuid.UUID, wanted: Iterable[str], dialect: str) -> sa.Select:
+    """Records whose stored deletion neighbourhood (non-enumerable keys only) holds a wanted key."""
+    key = RegistryRecordKey
+    return select(key.record_no).where(key.registry_id == registry_id, _one_of(key.deletion, wanted, dialect))
 
 
 async def find_candidates(
@@ -206,14 +219,15 @@ async def find_candidates(
     """The records a reading could match, found by index probes (classification filters them)."""
     if not plan.searchable:
         return []
-    statement = candidates_statement(registry_id, plan)
+    dialect = (await session.connection()).dialect.name
+    statement = candidates_statement(registry_id, plan, dialect)
     if statement is None:
         return []
     return list((await session.execute(statement)).scalars())
 
 
-def candidates_statement(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select | None:
-    numbers = _candidate_numbers(registry_id, plan)
+def candidates_statement(registry_id: uuid.UUID, plan: LookupPlan, dialect: str) -> sa.Select | None:
+    numbers = _candidate_numbers(registry_id, plan, dialect)
     if numbers is None:
         return None
     return (

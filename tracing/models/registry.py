@@ -170,8 +170,9 @@ class RegistryRecord(SQLModel, table=True):
 
 
 class RegistryRecordKey(SQLModel, table=True):
-    """The one-character deletion neighbourhood of each record's confusable key: one-edit and
-    single-unreadable-character lookups are equality probes on this primary key."""
+    """The one-character deletion neighbourhood of the confusable key of the records that lookups
+    cannot reach by enumeration: keys holding characters outside KEY_ALPHABET (letters of scripts not
+    folded to Latin). Their one-edit and partial lookups are equality probes on this primary key."""
 
     __tablename__ = "registry_record_key"
     __table_args__ = {"sqlite_with_rowid": False}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -53,9 +54,12 @@ def enum_type(enum: type[StrEnum], length: int = 32) -> sa.Enum:
 
 
 def is_country_code(code: str) -> bool:
-    return code in EXTRA_COUNTRY_CODES or (
-        len(code) == 2 and pycountry.countries.get(alpha_2=code) is not None
-    )
+    return code in EXTRA_COUNTRY_CODES or (len(code) == 2 and _is_iso_alpha_2(code))
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_iso_alpha_2(code: str) -> bool:
+    return pycountry.countries.get(alpha_2=code) is not None
 
 
 def _upper(value: Any) -> Any:
