@@ -4,12 +4,13 @@ whole: never another exception (which the API would turn into a 500)."""
 from __future__ import annotations
 
 import asyncio
+import csv
 from collections.abc import AsyncIterator
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracing.markings.imports import ImportFormat, ImportRefused, RecordRow, RowProblem, parse
+from tracing.markings.imports import ImportFormat, ImportRefused, RecordRow, RowProblem, csv_cells, parse
 
 HEADER = "record_id,serial_number,make,model,year_of_manufacture,country_of_manufacture\n"
 # Characters that matter to CSV and JSON: quotes, separators, line ends, escapes, controls.
@@ -48,3 +49,19 @@ def test_any_text_is_rows_problems_or_a_refusal(
 def test_any_bytes_are_rows_problems_or_a_refusal(data: bytes, fmt: ImportFormat) -> None:
     outcome = _outcome(HEADER.encode() + data if fmt is ImportFormat.csv else data, fmt, 7)
     assert outcome is None or all(isinstance(item, RecordRow | RowProblem) for item in outcome)
+
+
+@settings(max_examples=500, deadline=None)
+@given(LINES)
+def test_csv_cells_agree_with_the_csv_module(text: str) -> None:
+    try:
+        expected: list[str] | type[csv.Error] = next(csv.reader([text], strict=True))
+    except csv.Error:
+        expected = csv.Error
+    except StopIteration:  # the csv module reads an empty text as no record at all
+        return
+    try:
+        found: list[str] | type[csv.Error] = csv_cells(text)
+    except csv.Error:
+        found = csv.Error
+    assert found == expected

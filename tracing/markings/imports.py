@@ -308,9 +308,20 @@ async def _csv_rows(
         raise ImportRefused("the file is empty: a CSV file needs a header row")
 
 
+_CSV_SPECIAL = re.compile('["\r\n\x00]')
+
+
+def csv_cells(text: str) -> list[str]:
+    """The fields of one CSV record (raises csv.Error). A record without quotes, line ends or NUL
+    characters is split on commas, as the csv module would: most registry rows take that path."""
+    if text and not _CSV_SPECIAL.search(text):
+        return text.split(",")
+    return next(csv.reader([text], strict=True))
+
+
 def _csv_row(number: int, text: str, header: list[str]) -> RecordRow | RowProblem:
     try:
-        cells = next(csv.reader([text], strict=True))
+        cells = csv_cells(text)
     except csv.Error as exc:
         return RowProblem(number, None, f"not valid CSV: {exc}")
     if len(cells) != len(header):

@@ -17,6 +17,7 @@ import hashlib
 import itertools
 import string
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracing.markings.normalize import UNREADABLE, confusable_key, fold_confusables, normalize_serial
 
@@ -76,10 +77,10 @@ def filled_keys(pattern: str) -> set[str]:
     return filled
 
 
-@dataclass(frozen=True)
-class RecordKeys:
+class RecordKeys(NamedTuple):
     """What a registry record is indexed by. `deletions` is the stored deletion neighbourhood: empty
-    for an enumerable key (lookups reach it through one_edit_keys and filled_keys of the reading)."""
+    for an enumerable key (lookups reach it through one_edit_keys and filled_keys of the reading).
+    A named tuple: one is made for every imported record."""
 
     normalized: str
     confusable: str

@@ -33,6 +33,7 @@ from tracing.models.types import utcnow
 from tracing.security import Principal
 
 BATCH_SIZE = 5000
+YIELD_EVERY = 250  # rows parsed between chances for the writer to run
 MAX_REPORTED_ERRORS = 1000
 
 
@@ -135,9 +136,9 @@ async def import_records(
     await session.commit()  # release the read before the long stream
     report = _Report(registry, fmt)
     statistics = _Statistics(session)
-    # Parsing the next batch overlaps with the database writing the last one: the parser runs in
-    # its own task while the writer waits on the database.
-    batches: asyncio.Queue[list[RecordRow] | None] = asyncio.Queue(maxsize=2)
+    # Parsing and preparing the next batch overlaps with the database writing the last one: the
+    # parser runs in its own task while the writer waits on the database.
+    batches: asyncio.Queue[store.PreparedBatch | None] = asyncio.Queue(maxsize=2)
     parser = asyncio.create_task(_parse_into(batches, parse(chunks, fmt, encoding=encoding), report))
     try:
         while (batch := await batches.get()) is not None:
@@ -159,24 +160,28 @@ async def import_records(
 
 
 async def _parse_into(
-    batches: asyncio.Queue[list[RecordRow] | None],
+    batches: asyncio.Queue[store.PreparedBatch | None],
     rows: AsyncIterator[RecordRow | RowProblem],
     report: _Report,
 ) -> None:
-    batch: list[RecordRow] = []
+    batch = store.BatchBuilder()
     try:
         async for item in rows:
             report.received += 1
+            if report.received % YIELD_EVERY == 0:
+                # Let the writer go on as soon as the database has answered: a body already
+                # received is parsed without ever waiting, which would hold the event loop.
+                await asyncio.sleep(0)
             if isinstance(item, RowProblem):
                 report.rejected += 1
                 report.error(item.line, item.field, item.message)
                 continue
-            batch.append(item)
+            batch.add(item)
             if len(batch) >= BATCH_SIZE:
-                await batches.put(batch)
-                batch = []
-        if batch:
-            await batches.put(batch)
+                await batches.put(batch.build())
+                batch = store.BatchBuilder()
+        if len(batch):
+            await batches.put(batch.build())
     finally:
         await batches.put(None)
 
@@ -201,7 +206,7 @@ class _Statistics:
 
 
 async def _write(
-    session: AsyncSession, registry_id: uuid.UUID, batch: list[RecordRow], report: _Report
+    session: AsyncSession, registry_id: uuid.UUID, batch: store.PreparedBatch, report: _Report
 ) -> None:
     for attempt in (1, 2):
         try:

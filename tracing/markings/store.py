@@ -8,9 +8,10 @@ concurrent imports into one registry on both databases.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -71,26 +72,70 @@ async def existing_fingerprints(
     return found
 
 
-async def write_batch(
-    session: AsyncSession, registry_id: uuid.UUID, rows: Sequence[RecordRow]
-) -> BatchResult:
-    """Insert the rows that are not duplicates (of each other or of stored records), with their
-    keys, in the caller's transaction (the caller commits)."""
-    by_fingerprint: dict[int, tuple[RecordRow, RecordKeys]] = {}
-    duplicates: list[RecordRow] = []
-    for row in rows:
+@dataclass(frozen=True)
+class PreparedBatch:
+    """Rows with their match keys and column values, duplicates within the batch set aside: the CPU
+    work of a write, which an import does while the database writes the batch before."""
+
+    values: dict[int, tuple]  # by fingerprint: the record's columns after registry_id and record_no
+    deletions: dict[int, frozenset[str]]  # by fingerprint: stored deletions (non-enumerable keys only)
+    rows: dict[int, RecordRow]
+    duplicates: list[RecordRow]
+
+
+class BatchBuilder:
+    """Prepares a batch row by row (an import interleaves this with waiting on the database)."""
+
+    def __init__(self) -> None:
+        self.values: dict[int, tuple] = {}
+        self.deletions: dict[int, frozenset[str]] = {}
+        self.rows: dict[int, RecordRow] = {}
+        self.duplicates: list[RecordRow] = []
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.duplicates)
+
+    def add(self, row: RecordRow) -> None:
         keys = record_keys(row.serial_number, normalized=row.normalized)
         print_ = fingerprint(row, keys)
-        if print_ in by_fingerprint:
-            duplicates.append(row)
-        else:
-            by_fingerprint[print_] = (row, keys)
-    stored = await existing_fingerprints(session, registry_id, list(by_fingerprint))
-    duplicates.extend(by_fingerprint.pop(print_)[0] for print_ in stored)
-    if not by_fingerprint:
+        if print_ in self.rows:
+            self.duplicates.append(row)
+            return
+        self.rows[print_] = row
+        details = json.dumps(row.details, ensure_ascii=False, separators=(",", ":")) if row.details else "{}"
+        self.values[print_] = (
+            row.record_ref, print_, row.serial_number, row.make, row.model, row.calibre, row.kind,
+            row.country_of_manufacture, row.year_of_manufacture, details, keys.normalized, keys.confusable,
+            keys.reversed, keys.length,
+        )  # fmt: skip
+        if keys.deletions:
+            self.deletions[print_] = keys.deletions
+
+    def build(self) -> PreparedBatch:
+        return PreparedBatch(self.values, self.deletions, self.rows, self.duplicates)
+
+
+def prepare_batch(rows: Sequence[RecordRow]) -> PreparedBatch:
+    builder = BatchBuilder()
+    for row in rows:
+        builder.add(row)
+    return builder.build()
+
+
+async def write_batch(
+    session: AsyncSession, registry_id: uuid.UUID, batch: PreparedBatch | Sequence[RecordRow]
+) -> BatchResult:
+    """Insert the rows that are not duplicates (of each other or of stored records), with their
+    keys, in the caller's transaction (the caller commits). A prepared batch is left as it was, so
+    the caller may write it again after a rollback."""
+    prepared = batch if isinstance(batch, PreparedBatch) else prepare_batch(batch)
+    stored = await existing_fingerprints(session, registry_id, list(prepared.values))
+    duplicates = [*prepared.duplicates, *(prepared.rows[print_] for print_ in stored)]
+    fresh = [print_ for print_ in prepared.values if print_ not in stored]
+    if not fresh:
         return BatchResult(0, duplicates)
 
-    count = len(by_fingerprint)
+    count = len(fresh)
     reserved = await session.execute(
         sa.update(Registry)
         .where(Registry.id == registry_id)
@@ -109,18 +154,15 @@ async def write_batch(
     # are plain str/int (and the details as JSON text), so rows go to the driver as they are.
     shared_registry = _bound(table.c.registry_id, registry_id, dialect)
     shared_now = _bound(table.c.imported_at, utcnow(), dialect)
-    records: list[tuple] = []
-    keys_rows: list[tuple] = []
-    for number, (print_, (row, keys)) in enumerate(by_fingerprint.items(), start=first):
-        records.append(
-            (
-                shared_registry, number, row.record_ref, print_, row.serial_number, row.make, row.model,
-                row.calibre, row.kind, row.country_of_manufacture, row.year_of_manufacture,
-                json.dumps(row.details, ensure_ascii=False, separators=(",", ":")) if row.details else "{}",
-                keys.normalized, keys.confusable, keys.reversed, keys.length, shared_now,
-            )
-        )  # fmt: skip
-        keys_rows.extend((shared_registry, deletion, number) for deletion in keys.deletions)
+    values = prepared.values
+    numbered = list(enumerate(fresh, start=first))
+    records = [(shared_registry, number, *values[print_], shared_now) for number, print_ in numbered]
+    keys_rows = [
+        (shared_registry, deletion, number)
+        for number, print_ in numbered
+        if print_ in prepared.deletions
+        for deletion in prepared.deletions[print_]
+    ]
     if dialect.name == "postgresql":
         raw = (await connection.get_raw_connection()).driver_connection
         await raw.copy_records_to_table(
@@ -148,94 +190,90 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
-def _candidate_numbers(
-    registry_id: uuid.UUID, plan: LookupPlan, dialect: str
-) -> sa.Select | sa.CompoundSelect | None:
-    record = RegistryRecord
-    length = len(plan.confusable)
-    probes: list[sa.Select] = []
-    if plan.is_partial:
-        if plan.fills:
-            probes.extend(_records_with_keys(registry_id, plan.fills, dialect))
-        else:
-            side, anchor = plan.anchor
-            column = record.reversed_key if side == "suffix" else record.confusable_key
-            pattern = plan.confusable.replace("?", "_")
-            probes.append(
-                select(record.record_no)
-                .where(
-                    record.registry_id == registry_id,
-                    record.key_length == length,
-                    column >= anchor,
-                    column < anchor + "\U0010ffff",
-                    record.confusable_key.like(pattern),
-                )
-                .limit(MAX_CANDIDATES)
+@functools.cache
+def _probe_statement(dialect: str) -> sa.Select:
+    """Every record whose confusable key is one of :shorter, :same or :longer (keys of one, two or
+    three lengths) or whose stored deletions hold one of :deletions. One statement for every one-edit
+    and filled lookup: compiled once and prepared once per connection, whatever the key counts."""
+    record, key = RegistryRecord, RegistryRecordKey
+
+    def one_of(column: sa.ColumnElement, name: str) -> sa.ColumnElement[bool]:
+        if dialect == "postgresql":  # one array parameter: one plan for any number of keys
+            return column == sa.any_(sa.bindparam(name, type_=ARRAY(sa.String)))
+        return column.in_(sa.bindparam(name, expanding=True))
+
+    registry = sa.bindparam("registry_id", type_=sa.Uuid)
+    numbers = sa.union(
+        *(
+            select(record.record_no).where(
+                record.registry_id == registry,
+                record.key_length == sa.bindparam(f"{name}_length", type_=sa.Integer),
+                one_of(record.confusable_key, name),
             )
-        if plan.gap_deletions:
-            probes.append(_records_with_deletions(registry_id, plan.gap_deletions, dialect))
-    else:
-        probes.extend(_records_with_keys(registry_id, {plan.confusable, *plan.neighbours}, dialect))
-        if plan.neighbour_deletions:
-            probes.append(_records_with_deletions(registry_id, plan.neighbour_deletions, dialect))
-    if not probes:
-        return None
-    return probes[0] if len(probes) == 1 else sa.union(*probes)
+            for name in ("shorter", "same", "longer")
+        ),
+        select(key.record_no).where(key.registry_id == registry, one_of(key.deletion, "deletions")),
+    )
+    return (
+        select(record)
+        .where(record.registry_id == registry, record.record_no.in_(numbers))
+        .order_by(record.record_no)
+        .limit(MAX_CANDIDATES)
+    )
 
 
-def _one_of(column: sa.ColumnElement, values: Iterable[str], dialect: str) -> sa.ColumnElement[bool]:
-    """`column IN values`; on PostgreSQL as one array parameter, so that one plan serves any count."""
-    ordered = sorted(values)
-    if dialect == "postgresql":
-        return column == sa.any_(sa.literal(ordered, ARRAY(sa.String)))
-    return column.in_(ordered)
-
-
-def _records_with_keys(registry_id: uuid.UUID, keys: Iterable[str], dialect: str) -> list[sa.Select]:
-    """One equality probe per key length on the records' confusable keys."""
-    by_length: dict[int, list[str]] = {}
-    for one in keys:
-        by_length.setdefault(len(one), []).append(one)
+def _anchored_statement(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select:
+    """Three or more unreadable characters: a range scan on the longer readable end."""
     record = RegistryRecord
-    return [
-        select(record.record_no).where(
+    side, anchor = plan.anchor
+    column = record.reversed_key if side == "suffix" else record.confusable_key
+    return (
+        select(record)
+        .where(
             record.registry_id == registry_id,
-            record.key_length == length,
-            _one_of(record.confusable_key, group, dialect),
+            record.key_length == len(plan.confusable),
+            column >= anchor,
+            column < anchor + "\U0010ffff",
+            record.confusable_key.like(plan.confusable.replace("?", "_")),
         )
-        for length, group in sorted(by_length.items())
-    ]
+        .order_by(record.record_no)
+        .limit(MAX_CANDIDATES)
+    )
 
 
-def _records_with_deletions(registry_id: uuid.UUID, wanted: Iterable[str], dialect: str) -> sa.Select:
-    """Records whose stored deletion neighbourhood (non-enumerable keys only) holds a wanted key."""
-    key = RegistryRecordKey
-    return select(key.record_no).where(key.registry_id == registry_id, _one_of(key.deletion, wanted, dialect))
+def candidates_query(
+    registry_id: uuid.UUID, plan: LookupPlan, dialect: str
+) -> tuple[sa.Select, dict[str, object]] | None:
+    """The statement and parameters that find the records a reading could match."""
+    if not plan.searchable:
+        return None
+    if plan.is_partial and not plan.fills:
+        return _anchored_statement(registry_id, plan), {}
+    length = len(plan.confusable)
+    by_length: dict[int, list[str]] = {length - 1: [], length: [], length + 1: []}
+    if plan.is_partial:
+        by_length[length].extend(plan.fills)
+        deletions = plan.gap_deletions
+    else:
+        by_length[length].append(plan.confusable)
+        for neighbour in plan.neighbours:
+            by_length[len(neighbour)].append(neighbour)
+        deletions = plan.neighbour_deletions
+    params: dict[str, object] = {"registry_id": registry_id, "deletions": list(deletions)}
+    for name, size in (("shorter", length - 1), ("same", length), ("longer", length + 1)):
+        params[name], params[f"{name}_length"] = by_length[size], size
+    return _probe_statement(dialect), params
 
 
 async def find_candidates(
     session: AsyncSession, registry_id: uuid.UUID, plan: LookupPlan
 ) -> list[RegistryRecord]:
     """The records a reading could match, found by index probes (classification filters them)."""
-    if not plan.searchable:
+    query = candidates_query(registry_id, plan, (await session.connection()).dialect.name)
+    if query is None:
         return []
-    dialect = (await session.connection()).dialect.name
-    statement = candidates_statement(registry_id, plan, dialect)
-    if statement is None:
-        return []
-    return list((await session.execute(statement)).scalars())
-
-
-def candidates_statement(registry_id: uuid.UUID, plan: LookupPlan, dialect: str) -> sa.Select | None:
-    numbers = _candidate_numbers(registry_id, plan, dialect)
-    if numbers is None:
-        return None
-    return (
-        select(RegistryRecord)
-        .where(RegistryRecord.registry_id == registry_id, RegistryRecord.record_no.in_(numbers))
-        .order_by(RegistryRecord.record_no)
-        .limit(MAX_CANDIDATES)
-    )
+    statement, params = query
+    return list((await session.execute(statement, params)).scalars())
 
 
 async def scan_all(session: AsyncSession, registry_id: uuid.UUID) -> list[RegistryRecord]:
