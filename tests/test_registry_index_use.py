@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tracing.db import create_engine, create_sessionmaker
@@ -67,3 +68,20 @@ async def _plan_text(session: AsyncSession, statement: sa.Select) -> str:
     compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True})
     rows = await connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}")
     return "\n".join(str(row[-1]) for row in rows)
+
+
+async def test_key_lists_reach_postgresql_as_they_were(database_url: str) -> None:
+    """Lookups send key lists to PostgreSQL as the text of an array; any key survives the trip."""
+    engine = create_engine(database_url)
+    if engine.dialect.name != "postgresql":
+        await engine.dispose()
+        pytest.skip("the array text form is PostgreSQL's")
+    keys = ["1X1023", "", "NULL", 'A"B', "A\\B", "A,B", "{A}", " A ", "ЖX1023", "的", "?1?"]
+    try:
+        async with engine.connect() as connection:
+            found = await connection.scalar(
+                sa.select(sa.cast(sa.literal(store._array_text(keys), sa.Text), ARRAY(sa.Text)))
+            )
+    finally:
+        await engine.dispose()
+    assert found == keys

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -192,27 +192,41 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
 
 @functools.cache
 def _probe_statement(dialect: str) -> sa.Select:
-    """Every record whose confusable key is one of :shorter, :same or :longer (keys of one, two or
-    three lengths) or whose stored deletions hold one of :deletions. One statement for every one-edit
-    and filled lookup: compiled once and prepared once per connection, whatever the key counts."""
+    """Every record whose confusable key is one of the wanted keys, or whose stored deletions hold one
+    of :deletions. One statement for every one-edit and filled lookup, compiled once and prepared
+    once per connection, whatever the key counts.
+
+    PostgreSQL: the keys are one array parameter (:keys, sent as the text of an array, so the driver
+    does no work per key), probed through the hash index on confusable_key: one index page per key,
+    where the B-tree takes a descent per key. SQLite: one IN list per key length (:shorter, :same,
+    :longer), probed through the B-tree."""
     record, key = RegistryRecord, RegistryRecordKey
-
-    def one_of(column: sa.ColumnElement, name: str) -> sa.ColumnElement[bool]:
-        if dialect == "postgresql":  # one array parameter: one plan for any number of keys
-            return column == sa.any_(sa.bindparam(name, type_=ARRAY(sa.String)))
-        return column.in_(sa.bindparam(name, expanding=True))
-
     registry = sa.bindparam("registry_id", type_=sa.Uuid)
-    numbers = sa.union(
-        *(
+    if dialect == "postgresql":
+
+        def one_of(column: sa.ColumnElement, name: str) -> sa.ColumnElement[bool]:
+            return column == sa.any_(sa.cast(sa.bindparam(name, type_=sa.Text), ARRAY(sa.Text)))
+
+        probes = [
+            select(record.record_no).where(
+                record.registry_id == registry, one_of(record.confusable_key, "keys")
+            )
+        ]
+    else:
+
+        def one_of(column: sa.ColumnElement, name: str) -> sa.ColumnElement[bool]:
+            return column.in_(sa.bindparam(name, expanding=True))
+
+        probes = [
             select(record.record_no).where(
                 record.registry_id == registry,
                 record.key_length == sa.bindparam(f"{name}_length", type_=sa.Integer),
                 one_of(record.confusable_key, name),
             )
             for name in ("shorter", "same", "longer")
-        ),
-        select(key.record_no).where(key.registry_id == registry, one_of(key.deletion, "deletions")),
+        ]
+    numbers = sa.union(
+        *probes, select(key.record_no).where(key.registry_id == registry, one_of(key.deletion, "deletions"))
     )
     return (
         select(record)
@@ -249,20 +263,33 @@ def candidates_query(
         return None
     if plan.is_partial and not plan.fills:
         return _anchored_statement(registry_id, plan), {}
+    if plan.is_partial:
+        keys, deletions = plan.fills, plan.gap_deletions
+    else:
+        keys, deletions = (plan.confusable, *plan.neighbours), plan.neighbour_deletions
+    if dialect == "postgresql":
+        params = {"registry_id": registry_id, "keys": _array_text(keys), "deletions": _array_text(deletions)}
+        return _probe_statement(dialect), params
     length = len(plan.confusable)
     by_length: dict[int, list[str]] = {length - 1: [], length: [], length + 1: []}
-    if plan.is_partial:
-        by_length[length].extend(plan.fills)
-        deletions = plan.gap_deletions
-    else:
-        by_length[length].append(plan.confusable)
-        for neighbour in plan.neighbours:
-            by_length[len(neighbour)].append(neighbour)
-        deletions = plan.neighbour_deletions
-    params: dict[str, object] = {"registry_id": registry_id, "deletions": list(deletions)}
+    for one in keys:
+        by_length[len(one)].append(one)
+    params = {"registry_id": registry_id, "deletions": list(deletions)}
     for name, size in (("shorter", length - 1), ("same", length), ("longer", length + 1)):
         params[name], params[f"{name}_length"] = by_length[size], size
     return _probe_statement(dialect), params
+
+
+def _array_text(values: Iterable[str]) -> str:
+    """PostgreSQL's text form of an array of strings: every element quoted, quotes and backslashes
+    escaped."""
+    values = list(values)
+    if not values:
+        return "{}"
+    everything = "".join(values)
+    if '"' in everything or "\\" in everything:  # rare: escape element by element
+        values = [value.replace("\\", "\\\\").replace('"', '\\"') for value in values]
+    return '{"' + '","'.join(values) + '"}'
 
 
 async def find_candidates(

@@ -146,6 +146,10 @@ class RegistryRecord(SQLModel, table=True):
         sa.UniqueConstraint("registry_id", "fingerprint", name="uq_registry_record_fingerprint"),
         sa.Index("ix_registry_record_confusable", "registry_id", "key_length", "confusable_key"),
         sa.Index("ix_registry_record_reversed", "registry_id", "key_length", "reversed_key"),
+        # PostgreSQL: one-edit and filled lookups probe hundreds of keys; a hash probe reads one page.
+        sa.Index("ix_registry_record_confusable_hash", "confusable_key", postgresql_using="hash").ddl_if(
+            dialect="postgresql"
+        ),
     )
 
     registry_id: uuid.UUID = Field(foreign_key="registry.id", primary_key=True)
