@@ -12,7 +12,8 @@ Two clients run the same rounds:
   pool, so that the client's own CPU time (one Python process on the machine's cores, shared with
   the database) weighs as little as possible on what is measured: whether the database runs appends
   on different chains side by side.
-Each ratio is the median of `--rounds` rounds. Every chain is verified at the end.
+Each ratio is the median of `--rounds` rounds. Every chain is verified at the end. The benchmark runs
+on uvloop, the event loop the server runs on (uvicorn takes it when it is installed).
 Target on PostgreSQL: concurrent/sequential >= 3.
 
     .venv/bin/python -m bench.audit_append_concurrency [--appends-per-chain 40] [--concurrency 32]
@@ -29,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
+import uvloop
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from tracing.audit import log as audit_log
@@ -93,7 +95,9 @@ async def one_round(append_many: Appender, concurrency: int, per_chain: int) -> 
 
 
 async def report(name: str, append_many: Appender, args: argparse.Namespace) -> None:
-    await append_many(uuid.uuid4(), 20)  # warm up the pool and the plans
+    # Warm up: open every pooled connection and prepare the statement on each, as in a server that
+    # has been running (otherwise the first concurrent phase also pays for opening connections).
+    await asyncio.gather(*(append_many(uuid.uuid4(), 3) for _ in range(args.concurrency)))
     rounds = [
         await one_round(append_many, args.concurrency, args.appends_per_chain) for _ in range(args.rounds)
     ]
@@ -140,7 +144,7 @@ async def main() -> None:
     )
     parser.add_argument("--appends-per-chain", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
     name = f"tracing_bench_{uuid.uuid4().hex[:8]}"
@@ -157,4 +161,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    uvloop.run(main())
