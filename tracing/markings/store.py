@@ -115,20 +115,10 @@ class BatchBuilder:
         return PreparedBatch(self.values, self.deletions, self.rows, self.duplicates)
 
 
-def prepare_batch(rows: Sequence[RecordRow]) -> PreparedBatch:
-    builder = BatchBuilder()
-    for row in rows:
-        builder.add(row)
-    return builder.build()
-
-
-async def write_batch(
-    session: AsyncSession, registry_id: uuid.UUID, batch: PreparedBatch | Sequence[RecordRow]
-) -> BatchResult:
+async def write_batch(session: AsyncSession, registry_id: uuid.UUID, prepared: PreparedBatch) -> BatchResult:
     """Insert the rows that are not duplicates (of each other or of stored records), with their
-    keys, in the caller's transaction (the caller commits). A prepared batch is left as it was, so
-    the caller may write it again after a rollback."""
-    prepared = batch if isinstance(batch, PreparedBatch) else prepare_batch(batch)
+    keys, in the caller's transaction (the caller commits). The batch is left as it was, so the
+    caller may write it again after a rollback."""
     stored = await existing_fingerprints(session, registry_id, list(prepared.values))
     duplicates = [*prepared.duplicates, *(prepared.rows[print_] for print_ in stored)]
     fresh = [print_ for print_ in prepared.values if print_ not in stored]
