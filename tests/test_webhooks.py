@@ -168,7 +168,10 @@ async def test_receiver_down_is_retried_with_backoff_then_failed_after_the_retry
     (delivery,) = await deliveries(client, tokens)
     assert (delivery["status"], delivery["attempts"]) == ("pending", 1)
     assert delivery["last_error"] == "could not connect to the receiver"
-    first_retry = dt.datetime.fromisoformat(delivery["next_attempt_at"]) - clock()
+    (attempt,) = (await delivery_detail(client, tokens, delivery["id"]))["attempt_log"]
+    first_retry = dt.datetime.fromisoformat(delivery["next_attempt_at"]) - dt.datetime.fromisoformat(
+        attempt["at"]
+    )
     assert first_retry >= dt.timedelta(seconds=2)  # half of the first backoff step at least
 
     assert await worker.run_once() == 0  # not due again yet
