@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import Tokens
 from tests.registry_helpers import AKM_ROWS, create_registry, csv_text, import_csv
 from tracing.config import Settings
+from tracing.markings import registries
 
 
 async def test_admin_creates_lists_and_updates_registries(client: httpx.AsyncClient, tokens: Tokens) -> None:
@@ -218,6 +219,32 @@ async def test_duplicate_rows_without_record_ids_are_detected_by_markings(
     report = (await import_csv(client, tokens, "NG-NFR", content)).json()
     assert (report["imported"], report["duplicates"]) == (2, 1)
     assert report["errors"][0]["line"] == 3
+
+
+async def test_a_repeat_in_a_later_batch_is_reported_and_the_rest_of_its_batch_kept(
+    client: httpx.AsyncClient, tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small batches: the second file's first batches repeat nothing, so later ones are written
+    # without looking up stored records first; the repeats must still be caught and reported.
+    monkeypatch.setattr(registries, "BATCH_SIZE", 100)
+    await create_registry(client, tokens)
+    stored = [[f"S{n}", f"SN{n:06d}", "Glock"] for n in range(150)]
+    header = ["record_id", "serial_number", "make"]
+    assert (await import_csv(client, tokens, "NG-NFR", csv_text(stored, header))).json()["imported"] == 150
+    fresh = [[f"F{n}", f"FN{n:06d}", "Beretta"] for n in range(600)]
+    rows = fresh[:450] + [stored[7]] + fresh[450:520] + [fresh[3]] + fresh[520:]
+    report = (await import_csv(client, tokens, "NG-NFR", csv_text(rows, header))).json()
+    assert (report["received"], report["imported"], report["duplicates"]) == (602, 600, 2)
+    assert [(e["line"], e["field"]) for e in report["errors"]] == [(452, "record_id"), (523, "record_id")]
+    assert all("duplicate" in e["message"] for e in report["errors"])
+    registry = (await client.get("/v1/registries/NG-NFR", headers=tokens.admin)).json()
+    assert registry["record_count"] == 750
+    refs, page = [], {"next_cursor": ""}
+    while page["next_cursor"] is not None:
+        url = f"/v1/registries/NG-NFR/records?limit=200&cursor={page['next_cursor']}"
+        page = (await client.get(url.removesuffix("&cursor="), headers=tokens.admin)).json()
+        refs += [record["record_id"] for record in page["items"]]
+    assert sorted(refs) == sorted(row[0] for row in stored + fresh)
 
 
 async def test_json_lines_import(client: httpx.AsyncClient, tokens: Tokens) -> None:

@@ -14,8 +14,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
@@ -49,6 +51,7 @@ def fingerprint(row: RecordRow, keys: RecordKeys | None = None) -> int:
 class BatchResult:
     imported: int
     duplicates: list[RecordRow]
+    repeats_stored: bool = False  # some rows repeat records stored before the batch
 
 
 async def existing_fingerprints(
@@ -115,15 +118,22 @@ class BatchBuilder:
         return PreparedBatch(self.values, self.deletions, self.rows, self.duplicates)
 
 
-async def write_batch(session: AsyncSession, registry_id: uuid.UUID, prepared: PreparedBatch) -> BatchResult:
+async def write_batch(
+    session: AsyncSession, registry_id: uuid.UUID, prepared: PreparedBatch, *, check_stored: bool = True
+) -> BatchResult:
     """Insert the rows that are not duplicates (of each other or of stored records), with their
     keys, in the caller's transaction (the caller commits). The batch is left as it was, so the
-    caller may write it again after a rollback."""
-    stored = await existing_fingerprints(session, registry_id, list(prepared.values))
+    caller may write it again after a rollback.
+
+    With `check_stored=False` the stored records are not looked up first: a row that repeats one
+    makes the unique fingerprint constraint raise IntegrityError (on both databases), and the caller
+    rolls back and writes the batch again with the check."""
+    wanted = list(prepared.values)
+    stored = await existing_fingerprints(session, registry_id, wanted) if check_stored else set()
     duplicates = [*prepared.duplicates, *(prepared.rows[print_] for print_ in stored)]
     fresh = [print_ for print_ in prepared.values if print_ not in stored]
     if not fresh:
-        return BatchResult(0, duplicates)
+        return BatchResult(0, duplicates, bool(stored))
 
     count = len(fresh)
     reserved = await session.execute(
@@ -155,9 +165,12 @@ async def write_batch(session: AsyncSession, registry_id: uuid.UUID, prepared: P
     ]
     if dialect.name == "postgresql":
         raw = (await connection.get_raw_connection()).driver_connection
-        await raw.copy_records_to_table(
-            RegistryRecord.__tablename__, records=records, columns=_RECORD_COLUMNS
-        )
+        try:
+            await raw.copy_records_to_table(
+                RegistryRecord.__tablename__, records=records, columns=_RECORD_COLUMNS
+            )
+        except asyncpg.UniqueViolationError as exc:  # the driver's own error: COPY bypasses SQLAlchemy
+            raise IntegrityError("COPY registry_record", None, exc) from exc
         if keys_rows:
             await raw.copy_records_to_table(
                 RegistryRecordKey.__tablename__, records=keys_rows, columns=_KEY_COLUMNS
@@ -168,7 +181,7 @@ async def write_batch(session: AsyncSession, registry_id: uuid.UUID, prepared: P
             await connection.exec_driver_sql(
                 _insert_sql(RegistryRecordKey.__tablename__, _KEY_COLUMNS), keys_rows
             )
-    return BatchResult(count, duplicates)
+    return BatchResult(count, duplicates, bool(stored))
 
 
 def _bound(column: sa.Column, value: object, dialect: sa.Dialect) -> object:
