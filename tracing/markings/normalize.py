@@ -7,6 +7,7 @@ Arabic script, or mangled by a bad decoder, and they must still be normalised, n
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 
 UNREADABLE = "?"
@@ -132,6 +133,7 @@ def serial_pattern_matches(pattern: str, serial: str) -> bool:
     return all(wanted in (UNREADABLE, seen) for wanted, seen in zip(pattern, serial, strict=True))
 
 
+@functools.lru_cache(maxsize=8192)  # a registry or a lookup meets the same few hundred names again and again
 def normalize_make(text: str) -> str:
     """A lookup key for a manufacturer name: "Česká Zbrojovka a.s." and "CESKA ZBROJOVKA" agree.
 
