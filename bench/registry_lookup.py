@@ -3,10 +3,13 @@
 For each backend and each size (100,000 and 1,000,000 records by default) a fresh database is
 migrated, a local registry is filled through the real import path (CSV parsing, validation, match
 keys, batched writes) and timed, then readings of each match class are looked up through the real
-adapter (index probes, then classification and ranking) and p50/p99 latencies are printed. The
-baseline, measured in the same run on the same records: a plain linear scan (read every record of
-the registry, compare its keys). Printed: speed-up index/scan per class, growth of p99 from the small
-size to the large one, and import records per second.
+adapter (index probes, then classification and ranking) and p50/p99 latencies are printed. On
+PostgreSQL the lookups run twice: right after the import (their p99 is printed on one line), and
+after VACUUM and CHECKPOINT, what the server does on its own within a minute of a bulk load (the
+table; the targets are judged on it). The baseline, measured in the same run on the same records: a
+plain linear scan (read every record of the registry, compare its keys). Printed: speed-up
+index/scan per class, growth of p99 from the small size to the large one, and import records per
+second.
 
 Targets (issue 4): p99 <= 5 ms for exact and confusable, <= 25 ms for fuzzy and partial at 1,000,000
 records on PostgreSQL; p99 growing no more than 2x from 100,000 to 1,000,000; import >= 20,000/s.
@@ -131,23 +134,13 @@ async def measure(url: str, records: list[Record], queries: dict, scan_queries: 
 
         async with sessions() as session:
             adapter = LocalRegistry(registry, session)
-            for name, items in queries.items():
-                for reading, _ in items[:10]:  # warm the caches and the statement cache
-                    await adapter.lookup(reading, lookup_plan(reading.serial_number))
-                latencies, correct = [], 0
-                for reading, ref in items:
-                    began = time.perf_counter()
-                    plan = lookup_plan(reading.serial_number)
-                    matches = match_all(reading, await adapter.lookup(reading, plan), plan=plan)
-                    latencies.append((time.perf_counter() - began) * 1000)
-                    if name == "no_match":
-                        correct += not matches
-                    else:
-                        correct += bool(matches) and matches[0].candidate.details["record_id"] == ref
-                results["latency"][name] = (percentile(latencies, 0.5), percentile(latencies, 0.99))
-                results["correct"][name] = correct / len(items)
-                await session.commit()
-
+            results["fresh_p99"] = {
+                name: p99 for name, (_, p99) in (await time_lookups(session, adapter, queries))[0].items()
+            }
+        await settle(engine)
+        async with sessions() as session:
+            adapter = LocalRegistry(registry, session)
+            results["latency"], results["correct"] = await time_lookups(session, adapter, queries)
             for name in ("exact", "fuzzy", "partial_1")[: max(scan_queries, 1)]:
                 times = []
                 for reading, _ in queries[name][:1]:
@@ -159,6 +152,41 @@ async def measure(url: str, records: list[Record], queries: dict, scan_queries: 
     finally:
         await engine.dispose()
     return results
+
+
+async def time_lookups(session, adapter: LocalRegistry, queries: dict) -> tuple[dict, dict]:  # noqa: ANN001
+    """p50/p99 milliseconds per class through the real adapter, and the share ranked right."""
+    latency, correctness = {}, {}
+    for name, items in queries.items():
+        for reading, _ in items[:10]:  # warm the caches and the statement cache
+            await adapter.lookup(reading, lookup_plan(reading.serial_number))
+        latencies, correct = [], 0
+        for reading, ref in items:
+            began = time.perf_counter()
+            plan = lookup_plan(reading.serial_number)
+            matches = match_all(reading, await adapter.lookup(reading, plan), plan=plan)
+            latencies.append((time.perf_counter() - began) * 1000)
+            if name == "no_match":
+                correct += not matches
+            else:
+                correct += bool(matches) and matches[0].candidate.details["record_id"] == ref
+        latency[name] = (percentile(latencies, 0.5), percentile(latencies, 0.99))
+        correctness[name] = correct / len(items)
+        await session.commit()
+    return latency, correctness
+
+
+async def settle(engine) -> None:  # noqa: ANN001
+    """What a PostgreSQL server does on its own within a minute of a bulk load: autovacuum sets the
+    new rows' hint bits and visibility (this machine's server runs with autovacuum off), and the
+    checkpointer writes the load's dirty pages. Until then the first lookups to touch a page write
+    it. The targets are judged on lookups after this; the lookups before it are printed too."""
+    if engine.dialect.name != "postgresql":
+        return
+    async with engine.connect() as connection:
+        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.exec_driver_sql("VACUUM (ANALYZE) registry_record, registry_record_key")
+        await connection.exec_driver_sql("CHECKPOINT")
 
 
 async def linear_scan(session, registry_id: uuid.UUID, reading: Reading) -> list[str]:  # noqa: ANN001
@@ -211,6 +239,9 @@ def report(backend: str, size: int, result: dict) -> None:
             f"  {name:<11} {p50:8.2f} {p99:8.2f} {target:>7} {result['correct'][name]:13.1%}"
             f" {scan or 0:9.0f} {speedup:>9}"
         )
+    if backend == "postgresql":
+        fresh = ", ".join(f"{name} {p99:.2f}" for name, p99 in result["fresh_p99"].items())
+        print(f"  p99 ms right after the import, before VACUUM and CHECKPOINT: {fresh}")
 
 
 async def main() -> None:

@@ -169,67 +169,63 @@ def _is_year(year: int) -> bool:
     return 1800 <= year and (year < _PAST_YEARS_BEFORE or year <= dt.date.today().year)
 
 
-def validate(line: int, values: dict[str, Any]) -> RecordRow | RowProblem:
-    """Check one record's fields; unknown fields are kept as details."""
-    # One search over every text value; only a row that has a bad character is checked field by field.
-    suspect = _CONTROL.search("\n".join(v for v in values.values() if isinstance(v, str))) is not None
-    clean: dict[str, Any] = {}
-    for name in KNOWN_COLUMNS:
+_KNOWN = frozenset(KNOWN_COLUMNS)
+_COLUMN_LIMITS = tuple((name, _LIMITS.get(name, 0)) for name in KNOWN_COLUMNS)
+_KINDS = frozenset(FirearmKind.__members__)
+
+
+def validate(line: int, values: dict[str, Any], *, suspect: bool | None = None) -> RecordRow | RowProblem:
+    """Check one record's fields; unknown fields are kept as details. `suspect` says whether the row
+    may hold a control character or an unpaired surrogate (a CSV row knows from its line's text);
+    only a suspect row is checked field by field. Runs once per imported record: kept tight."""
+    if suspect is None:
+        suspect = _CONTROL.search("\n".join(v for v in values.values() if isinstance(v, str))) is not None
+    clean: list[str | None] = []
+    for name, limit in _COLUMN_LIMITS:
         value = values.get(name)
         if value is None:
-            clean[name] = None
+            clean.append(None)
             continue
-        if name == "year_of_manufacture" and isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
         if not isinstance(value, str):
-            return RowProblem(line, name, f"must be text, not {type(value).__name__}")
+            if name != "year_of_manufacture" or not isinstance(value, int) or isinstance(value, bool):
+                return RowProblem(line, name, f"must be text, not {type(value).__name__}")
+            value = str(value)
         if suspect and (problem := _bad_characters(value)):
             return RowProblem(line, name, problem)
         value = value.strip()
-        if name in _LIMITS and len(value) > _LIMITS[name]:
-            return RowProblem(line, name, f"longer than {_LIMITS[name]} characters")
-        clean[name] = value or None
-    serial = clean["serial_number"]
+        if limit and len(value) > limit:
+            return RowProblem(line, name, f"longer than {limit} characters")
+        clean.append(value or None)
+    record_ref, serial, make, model, calibre, kind, country, year = clean
     if not serial:
         return RowProblem(line, "serial_number", "is empty")
     normalized = normalize_serial(serial)
     if not normalized.strip(UNREADABLE):
         return RowProblem(line, "serial_number", "has no readable characters")
-    if clean["make"] is None and "make" not in values:
+    if make is None and "make" not in values:
         return RowProblem(line, "make", "is missing (give an empty make when it is unknown)")
-    kind = clean["kind"]
-    if kind is not None and kind not in FirearmKind.__members__:
+    if kind is not None and kind not in _KINDS:
         return RowProblem(line, "kind", f"must be one of {', '.join(FirearmKind)}")
-    country = clean["country_of_manufacture"]
     if country is not None:
         country = country.upper()
         if not is_country_code(country):
             return RowProblem(
                 line, "country_of_manufacture", f"{country!r} is not an ISO 3166-1 alpha-2 code"
             )
-    year = clean["year_of_manufacture"]
     if year is not None:
         if not year.isdigit() or not _is_year(int(year)):
             return RowProblem(line, "year_of_manufacture", f"{year!r} is not a year between 1800 and now")
         year = int(year)
-    details = {k: v for k, v in values.items() if k not in KNOWN_COLUMNS and v not in (None, "")}
+    details = {}
+    if values.keys() - _KNOWN:
+        details = {k: v for k, v in values.items() if k not in _KNOWN and v not in (None, "")}
     if details and (len(details) > MAX_DETAILS or len(json.dumps(details, ensure_ascii=False)) > 4000):
         return RowProblem(line, None, f"more than {MAX_DETAILS} extra fields or 4000 characters of them")
     for name, value in details.items() if suspect else ():
         if isinstance(value, str) and (problem := _bad_characters(value)):
             return RowProblem(line, name, problem)
     return RecordRow(
-        line=line,
-        serial_number=serial,
-        make=clean["make"] or "",
-        record_ref=clean["record_id"],
-        model=clean["model"],
-        calibre=clean["calibre"],
-        kind=kind,
-        country_of_manufacture=country,
-        year_of_manufacture=year,
-        details=details,
-        normalized=normalized,
+        line, serial, make or "", record_ref, model, calibre, kind, country, year, details, normalized
     )
 
 
@@ -326,4 +322,4 @@ def _csv_row(number: int, text: str, header: list[str]) -> RecordRow | RowProble
         return RowProblem(number, None, f"not valid CSV: {exc}")
     if len(cells) != len(header):
         return RowProblem(number, None, f"expected {len(header)} fields as in the header, found {len(cells)}")
-    return validate(number, dict(zip(header, cells, strict=True)))
+    return validate(number, dict(zip(header, cells, strict=True)), suspect=_CONTROL.search(text) is not None)
