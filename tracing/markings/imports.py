@@ -15,9 +15,9 @@ import json
 import re
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracing.markings.keys import MAX_KEY_LENGTH
 from tracing.markings.normalize import UNREADABLE, normalize_serial
@@ -43,19 +43,22 @@ class ImportRefused(ValueError):
     """The file as a whole cannot be imported (nothing was written)."""
 
 
-@dataclass(frozen=True)
-class RecordRow:
+class RecordRow(NamedTuple):
+    """A valid record. A named tuple: one is made per imported record, and a tuple of text and
+    numbers is one the garbage collector stops tracking (a class instance is walked at every pass
+    while the import holds it)."""
+
     line: int
     serial_number: str
     make: str
-    record_ref: str | None = None
-    model: str | None = None
-    calibre: str | None = None
-    kind: str | None = None
-    country_of_manufacture: str | None = None
-    year_of_manufacture: int | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    normalized: str | None = None  # normalize_serial(serial_number), computed once while validating
+    record_ref: str | None
+    model: str | None
+    calibre: str | None
+    kind: str | None
+    country_of_manufacture: str | None
+    year_of_manufacture: int | None
+    details: dict[str, Any]
+    normalized: str  # normalize_serial(serial_number), computed once while validating
 
 
 @dataclass(frozen=True)
