@@ -13,11 +13,16 @@ from tracing.markings.keys import (
     KEY_ALPHABET,
     MIN_FUZZY_LENGTH,
     deletions,
+    dump_shape,
     is_enumerable,
     key_hash,
+    key_shape,
+    load_shape,
     lookup_plan,
+    merge_shapes,
     one_edit_keys,
     record_keys,
+    shape_admits,
     within_one_edit,
 )
 from tracing.markings.matching import (
@@ -125,6 +130,30 @@ def test_up_to_two_unreadable_characters_reach_the_record_through_equality_probe
     if not is_enumerable("".join(stored.confusable[position] for position in sorted(unreadable)[:-1])):
         return  # the first of two is filled with key characters only; another script's letter there is missed
     assert stored.confusable in plan.fills or plan.gap_deletions & stored.deletions
+
+
+@PROPERTY
+@given(st.lists(mixed_keys, max_size=20), st.lists(mixed_keys, max_size=20), one_edit)
+def test_a_registry_key_shape_admits_every_stored_key_so_no_probe_for_one_is_skipped(
+    first: list[str], second: list[str], edit: tuple
+) -> None:
+    stored = [record_keys(key).confusable for key in first + second]
+    # Two import batches, merged as the registry row keeps them, through the stored text.
+    shape = dump_shape(merge_shapes(key_shape(stored[: len(first)]), key_shape(stored[len(first) :])))
+    assert load_shape(shape) == key_shape(stored)
+    admits = shape_admits(shape)
+    assert all(admits(key) for key in stored)
+    plan = lookup_plan(_edit(*edit))
+    probed = {plan.confusable, *plan.neighbours}
+    assert {key for key in probed if admits(key)} >= probed & set(stored)
+
+
+def test_a_key_shape_skips_keys_no_record_can_have() -> None:
+    stored = [record_keys(serial).confusable for serial in ("LX102345", "AX998877", "12345678")]
+    admits = shape_admits(dump_shape(key_shape(stored)))
+    probed = {key for key in lookup_plan("LX102346").neighbours if admits(key)}
+    assert stored[0] in probed and len(probed) < 30  # of 492: digits only where the records have digits
+    assert not admits("LX1023456") and not admits("")
 
 
 def test_three_unreadable_characters_are_a_range_scan_on_the_longer_readable_end() -> None:

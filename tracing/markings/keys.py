@@ -9,13 +9,22 @@ Only the rare record whose key holds other characters (letters of scripts that a
 Latin) also stores its one-character deletion neighbourhood, which the reading's own deletions probe.
 Every lookup is then a set of equality or range probes on indexed columns, never a scan, and an
 import writes one row per record.
+
+A registry also keeps its key shape: for each key length, the characters seen at each position.
+A probe key with a character never seen at its position in keys of its length cannot be any
+record's key, so it is not probed: serials are mostly made to a pattern (letters here, digits
+there), and an 8-character reading's 492 one-edit keys shrink to the few that fit one.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+import json
+import re
 import string
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -207,3 +216,57 @@ def within_one_edit(first: str, second: str) -> bool:
         (i for i, (a, b) in enumerate(zip(shorter, longer, strict=False)) if a != b), len(shorter)
     )
     return shorter[position:] == longer[position + 1 :]
+
+
+Shape = dict[int, tuple[str, ...]]
+"""Key length -> the characters seen at each position of keys of that length (sorted, as text)."""
+
+
+def key_shape(keys: Iterable[str]) -> Shape:
+    by_length: dict[int, list[str]] = {}
+    for key in keys:
+        if key:
+            by_length.setdefault(len(key), []).append(key)
+    return {
+        length: tuple("".join(sorted(set(column))) for column in zip(*group, strict=True))
+        for length, group in by_length.items()
+    }
+
+
+def merge_shapes(first: Shape, second: Shape) -> Shape:
+    merged = dict(first)
+    for length, columns in second.items():
+        known = merged.get(length)
+        merged[length] = (
+            columns
+            if known is None
+            else tuple("".join(sorted(set(a) | set(b))) for a, b in zip(known, columns, strict=True))
+        )
+    return merged
+
+
+def dump_shape(shape: Shape) -> str:
+    return json.dumps(
+        {str(length): list(columns) for length, columns in sorted(shape.items())},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def load_shape(text: str) -> Shape:
+    return {int(length): tuple(columns) for length, columns in json.loads(text).items()}
+
+
+@functools.lru_cache(maxsize=256)
+def shape_admits(text: str) -> Callable[[str], bool]:
+    """Whether a key fits a stored shape: every character seen at its position in keys of its length."""
+    patterns = {
+        length: re.compile("".join(f"[{''.join(re.escape(char) for char in column)}]" for column in columns))
+        for length, columns in load_shape(text).items()
+    }
+
+    def admits(key: str) -> bool:
+        pattern = patterns.get(len(key))
+        return pattern is not None and pattern.fullmatch(key) is not None
+
+    return admits

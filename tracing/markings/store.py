@@ -22,7 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from tracing.markings.imports import RecordRow
-from tracing.markings.keys import LookupPlan, RecordKeys, key_hash, record_keys
+from tracing.markings.keys import (
+    LookupPlan,
+    RecordKeys,
+    Shape,
+    dump_shape,
+    key_hash,
+    key_shape,
+    load_shape,
+    merge_shapes,
+    record_keys,
+    shape_admits,
+)
 from tracing.markings.matching import attribute_key
 from tracing.markings.normalize import normalize_make
 from tracing.models.registry import Registry, RegistryRecord, RegistryRecordKey
@@ -84,6 +95,7 @@ class PreparedBatch:
     deletions: dict[int, frozenset[str]]  # by fingerprint: stored deletions (non-enumerable keys only)
     rows: dict[int, RecordRow]
     duplicates: list[RecordRow]
+    shape: Shape  # of the rows' confusable keys
 
 
 class BatchBuilder:
@@ -94,6 +106,7 @@ class BatchBuilder:
         self.deletions: dict[int, frozenset[str]] = {}
         self.rows: dict[int, RecordRow] = {}
         self.duplicates: list[RecordRow] = []
+        self.keys: list[str] = []
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.duplicates)
@@ -113,9 +126,10 @@ class BatchBuilder:
         )  # fmt: skip
         if keys.deletions:
             self.deletions[print_] = keys.deletions
+        self.keys.append(keys.confusable)
 
     def build(self) -> PreparedBatch:
-        return PreparedBatch(self.values, self.deletions, self.rows, self.duplicates)
+        return PreparedBatch(self.values, self.deletions, self.rows, self.duplicates, key_shape(self.keys))
 
 
 async def write_batch(
@@ -144,9 +158,16 @@ async def write_batch(
             record_count=Registry.record_count + count,
             updated_at=utcnow(),
         )
-        .returning(Registry.next_record_no)
+        .returning(Registry.next_record_no, Registry.key_shape)
     )
-    first = reserved.scalar_one() - count + 1
+    last, stored_shape = reserved.one()
+    first = last - count + 1
+    if stored_shape is not None:  # NULL: not known, lookups skip nothing
+        shape = dump_shape(merge_shapes(load_shape(stored_shape), prepared.shape))
+        if shape != stored_shape:
+            await session.execute(
+                sa.update(Registry).where(Registry.id == registry_id).values(key_shape=shape)
+            )
     connection = await session.connection()
     dialect = connection.dialect
     table = RegistryRecord.__table__
@@ -259,9 +280,11 @@ def _anchored_statement(registry_id: uuid.UUID, plan: LookupPlan) -> sa.Select:
 
 
 def candidates_query(
-    registry_id: uuid.UUID, plan: LookupPlan, dialect: str
+    registry_id: uuid.UUID, plan: LookupPlan, dialect: str, shape: str | None = None
 ) -> tuple[sa.Select, dict[str, object]] | None:
-    """The statement and parameters that find the records a reading could match."""
+    """The statement and parameters that find the records a reading could match, or None when no
+    record can match. `shape` is the registry's stored key shape: keys that fit none of its records
+    are not probed (None: every key is)."""
     if not plan.searchable:
         return None
     if plan.is_partial and not plan.fills:
@@ -270,6 +293,11 @@ def candidates_query(
         keys, deletions = plan.fills, plan.gap_deletions
     else:
         keys, deletions = (plan.confusable, *plan.neighbours), plan.neighbour_deletions
+    if shape is not None:
+        admits = shape_admits(shape)
+        keys = [key for key in keys if admits(key)]
+        if not keys and not deletions:
+            return None
     if dialect == "postgresql":
         params = {"registry_id": registry_id, "keys": _array_text(keys), "deletions": _array_text(deletions)}
         return _probe_statement(dialect), params
@@ -299,7 +327,8 @@ async def find_candidates(
     session: AsyncSession, registry_id: uuid.UUID, plan: LookupPlan
 ) -> list[RegistryRecord]:
     """The records a reading could match, found by index probes (classification filters them)."""
-    query = candidates_query(registry_id, plan, (await session.connection()).dialect.name)
+    shape = (await session.execute(select(Registry.key_shape).where(Registry.id == registry_id))).scalar()
+    query = candidates_query(registry_id, plan, (await session.connection()).dialect.name, shape)
     if query is None:
         return []
     statement, params = query

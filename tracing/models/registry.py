@@ -106,6 +106,10 @@ class Registry(SQLModel, table=True):
     """Record numbers are handed out by advancing this counter (a compare-free atomic UPDATE), so
     concurrent imports into one registry never collide."""
     record_count: int = 0
+    key_shape: str | None = Field(default="{}", sa_column=Column(sa.Text, nullable=True))
+    """The characters seen at each position of the records' confusable keys, by key length
+    (tracing.markings.keys.dump_shape): lookups skip probe keys that fit no record. Grows with every
+    import; NULL would mean unknown (nothing is skipped)."""
     created_at: dt.datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime, nullable=False))
 
@@ -129,7 +133,7 @@ class RegistryPublic(SQLModel):
     @classmethod
     def of(cls, registry: Registry) -> RegistryPublic:
         return cls(
-            **registry.model_dump(exclude={"auth_value", "next_record_no"}),
+            **registry.model_dump(exclude={"auth_value", "next_record_no", "key_shape"}),
             has_auth=bool(registry.auth_value),
         )
 
