@@ -247,6 +247,24 @@ async def test_a_repeat_in_a_later_batch_is_reported_and_the_rest_of_its_batch_k
     assert sorted(refs) == sorted(row[0] for row in stored + fresh)
 
 
+async def test_concurrent_imports_of_overlapping_files_store_each_record_once(
+    client: httpx.AsyncClient, tokens: Tokens, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registries, "BATCH_SIZE", 50)
+    await create_registry(client, tokens)
+    header = ["record_id", "serial_number", "make"]
+    rows = [[f"C{n}", f"CN{n:06d}", "Glock"] for n in range(450)]
+    first, second = await asyncio.gather(
+        import_csv(client, tokens, "NG-NFR", csv_text(rows[:300], header)),
+        import_csv(client, tokens, "NG-NFR", csv_text(rows[150:], header)),
+    )
+    reports = [first.json(), second.json()]
+    assert [r["imported"] + r["duplicates"] for r in reports] == [300, 300]
+    assert sum(r["imported"] for r in reports) == 450 and sum(r["duplicates"] for r in reports) == 150
+    registry = (await client.get("/v1/registries/NG-NFR", headers=tokens.admin)).json()
+    assert registry["record_count"] == 450
+
+
 async def test_json_lines_import(client: httpx.AsyncClient, tokens: Tokens) -> None:
     await create_registry(client, tokens, kind="lost_stolen")
     lines = [
