@@ -14,6 +14,9 @@ from tracing.markings.keys import (
     MIN_FUZZY_LENGTH,
     deletions,
     dump_shape,
+    filled_keys,
+    fitting_fills,
+    fitting_neighbours,
     is_enumerable,
     key_hash,
     key_shape,
@@ -146,6 +149,22 @@ def test_a_registry_key_shape_admits_every_stored_key_so_no_probe_for_one_is_ski
     plan = lookup_plan(_edit(*edit))
     probed = {plan.confusable, *plan.neighbours}
     assert {key for key in probed if admits(key)} >= probed & set(stored)
+
+
+shape_keys = st.text(alphabet="AX07Жع", min_size=1, max_size=7)
+
+
+@PROPERTY
+@given(st.lists(shape_keys, max_size=12), shape_keys)
+def test_keys_made_from_a_shape_are_exactly_the_probe_keys_it_admits(stored: list[str], key: str) -> None:
+    shape = dump_shape(key_shape(stored))
+    admits = shape_admits(shape)
+    probes = {key, *one_edit_keys(key)} if len(key) >= MIN_FUZZY_LENGTH else {key}
+    assert fitting_neighbours(key, shape) == {probe for probe in probes if admits(probe)}
+    for position in range(len(key)):
+        for second in (None, *range(position + 1, len(key))):
+            pattern = "".join("?" if p in (position, second) else c for p, c in enumerate(key))
+            assert fitting_fills(pattern, shape) == {k for k in filled_keys(pattern) if admits(k)}
 
 
 def test_a_key_shape_skips_keys_no_record_can_have() -> None:

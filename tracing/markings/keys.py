@@ -123,13 +123,11 @@ class LookupPlan:
     confusable: str
     searchable: bool
     reason: str | None = None
-    # one-edit probes (readings without unreadable characters)
-    neighbours: frozenset[str] = frozenset()  # one_edit_keys, against the records' own keys
+    # one-edit probes (readings without unreadable characters); `neighbours` below
     neighbour_deletions: frozenset[str] = frozenset()  # the key and its deletions, against stored ones
     neighbour_keys: frozenset[str] = frozenset()  # the key's deletions (a record that lost a character)
-    # partial probes (readings with unreadable characters)
+    # partial probes (readings with unreadable characters); `fills` below
     unreadable: int = 0
-    fills: frozenset[str] = frozenset()  # filled_keys, against the records' own keys
     gap_deletions: frozenset[str] = frozenset()  # stored deletions a partial reading can match
     prefix: str = ""  # readable characters before the first unreadable one
     suffix_reversed: str = ""  # readable characters after the last unreadable one, reversed
@@ -137,6 +135,27 @@ class LookupPlan:
     @property
     def is_partial(self) -> bool:
         return self.unreadable > 0
+
+    @property
+    def is_fuzzy(self) -> bool:
+        """A reading without unreadable characters, long enough to look for one-edit neighbours."""
+        return self.searchable and not self.is_partial and len(self.confusable) >= MIN_FUZZY_LENGTH
+
+    @property
+    def is_filled(self) -> bool:
+        """A partial reading whose unreadable characters are few enough to probe every filling."""
+        return self.searchable and 0 < self.unreadable <= MAX_FILLED_UNREADABLE
+
+    @functools.cached_property
+    def neighbours(self) -> frozenset[str]:
+        """one_edit_keys of the reading, against the records' own keys (made when first used: a
+        registry's key shape makes far fewer, see fitting_neighbours)."""
+        return frozenset(one_edit_keys(self.confusable)) if self.is_fuzzy else frozenset()
+
+    @functools.cached_property
+    def fills(self) -> frozenset[str]:
+        """filled_keys of the reading, against the records' own keys (made when first used)."""
+        return frozenset(filled_keys(self.confusable)) if self.is_filled else frozenset()
 
     @property
     def anchor(self) -> tuple[str, str]:
@@ -159,7 +178,6 @@ def lookup_plan(serial_number: str) -> LookupPlan:
             normalized,
             confusable,
             True,
-            neighbours=frozenset(one_edit_keys(confusable)) if fuzzy else frozenset(),
             neighbour_deletions=frozenset({confusable, *deletions(confusable)}) if fuzzy else frozenset(),
             neighbour_keys=frozenset(deletions(confusable)) if fuzzy else frozenset(),
         )
@@ -179,7 +197,6 @@ def lookup_plan(serial_number: str) -> LookupPlan:
         confusable,
         True,
         unreadable=unreadable,
-        fills=frozenset(filled_keys(confusable)) if filled else frozenset(),
         gap_deletions=(
             _gap_deletions(confusable) if filled and len(confusable) >= MIN_FUZZY_LENGTH else frozenset()
         ),
@@ -270,3 +287,71 @@ def shape_admits(text: str) -> Callable[[str], bool]:
         return pattern is not None and pattern.fullmatch(key) is not None
 
     return admits
+
+
+@functools.lru_cache(maxsize=256)
+def _shape_columns(text: str) -> dict[int, tuple[tuple[frozenset[str], str], ...]]:
+    """A stored shape as, per length and position: every character seen, and those of KEY_ALPHABET."""
+    alphabet = set(KEY_ALPHABET)
+    return {
+        length: tuple((frozenset(column), "".join(sorted(alphabet & set(column)))) for column in columns)
+        for length, columns in load_shape(text).items()
+    }
+
+
+def fitting_neighbours(key: str, shape: str) -> set[str]:
+    """The reading's own key and its one_edit_keys (for a key long enough to look for neighbours),
+    only those a stored shape admits; made directly from the shape's characters, not by filtering."""
+    columns = _shape_columns(shape)
+    length = len(key)
+    found: set[str] = set()
+    same = columns.get(length)
+    if same:
+        fits = [char in seen for char, (seen, _) in zip(key, same, strict=True)]
+        if all(fits):
+            found.add(key)
+        if length >= MIN_FUZZY_LENGTH:
+            before = list(itertools.accumulate(fits, lambda a, b: a and b, initial=True))  # key[:i] fits
+            after = list(itertools.accumulate(reversed(fits), lambda a, b: a and b, initial=True))[::-1]
+            for i in range(length):
+                if before[i] and after[i + 1]:
+                    found.update(key[:i] + char + key[i + 1 :] for char in same[i][1] if char != key[i])
+            for i in range(length - 1):
+                if key[i] != key[i + 1] and before[i] and after[i + 2]:
+                    if key[i + 1] in same[i][0] and key[i] in same[i + 1][0]:
+                        found.add(key[:i] + key[i + 1] + key[i] + key[i + 2 :])
+    if length < MIN_FUZZY_LENGTH:
+        return found
+    longer = columns.get(length + 1)
+    if longer:
+        left = [char in seen for char, (seen, _) in zip(key, longer, strict=False)]
+        right = [char in seen for char, (seen, _) in zip(key, longer[1:], strict=True)]
+        before = list(itertools.accumulate(left, lambda a, b: a and b, initial=True))
+        after = list(itertools.accumulate(reversed(right), lambda a, b: a and b, initial=True))[::-1]
+        for i in range(length + 1):
+            if before[i] and after[i]:
+                found.update(key[:i] + char + key[i:] for char in longer[i][1])
+    shorter = columns.get(length - 1)
+    if shorter:
+        for i in range(length):
+            dropped = key[:i] + key[i + 1 :]
+            if all(char in seen for char, (seen, _) in zip(dropped, shorter, strict=True)):
+                found.add(dropped)
+    return found
+
+
+def fitting_fills(pattern: str, shape: str) -> set[str]:
+    """filled_keys of a partial reading, only those a stored shape admits: each unreadable
+    character is filled with the key characters seen at its position, if the readable ones fit."""
+    same = _shape_columns(shape).get(len(pattern))
+    if not same:
+        return set()
+    choices = []
+    for char, (seen, alphabet) in zip(pattern, same, strict=True):
+        if char == UNREADABLE:
+            choices.append(alphabet)
+        elif char in seen:
+            choices.append(char)
+        else:
+            return set()
+    return {"".join(chars) for chars in itertools.product(*choices)}

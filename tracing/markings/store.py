@@ -27,12 +27,13 @@ from tracing.markings.keys import (
     RecordKeys,
     Shape,
     dump_shape,
+    fitting_fills,
+    fitting_neighbours,
     key_hash,
     key_shape,
     load_shape,
     merge_shapes,
     record_keys,
-    shape_admits,
 )
 from tracing.markings.matching import attribute_key
 from tracing.markings.normalize import normalize_make
@@ -287,17 +288,21 @@ def candidates_query(
     are not probed (None: every key is)."""
     if not plan.searchable:
         return None
-    if plan.is_partial and not plan.fills:
+    if plan.is_partial and not plan.is_filled:
         return _anchored_statement(registry_id, plan), {}
+    keys: Iterable[str]
     if plan.is_partial:
-        keys, deletions = plan.fills, plan.gap_deletions
+        deletions = plan.gap_deletions
+        keys = plan.fills if shape is None else fitting_fills(plan.confusable, shape)
     else:
-        keys, deletions = (plan.confusable, *plan.neighbours), plan.neighbour_deletions
-    if shape is not None:
-        admits = shape_admits(shape)
-        keys = [key for key in keys if admits(key)]
-        if not keys and not deletions:
-            return None
+        deletions = plan.neighbour_deletions
+        keys = (
+            (plan.confusable, *plan.neighbours)
+            if shape is None
+            else fitting_neighbours(plan.confusable, shape)
+        )
+    if shape is not None and not keys and not deletions:
+        return None
     if dialect == "postgresql":
         params = {"registry_id": registry_id, "keys": _array_text(keys), "deletions": _array_text(deletions)}
         return _probe_statement(dialect), params
