@@ -143,8 +143,9 @@ async def write_batch(
     With `check_stored=False` the stored records are not looked up first: a row that repeats one
     makes the unique fingerprint constraint raise IntegrityError (on both databases), and the caller
     rolls back and writes the batch again with the check."""
-    wanted = list(prepared.values)
-    stored = await existing_fingerprints(session, registry_id, wanted) if check_stored else set()
+    stored = set()
+    if check_stored:
+        stored = await existing_fingerprints(session, registry_id, list(prepared.values))
     duplicates = [*prepared.duplicates, *(prepared.rows[print_] for print_ in stored)]
     fresh = [print_ for print_ in prepared.values if print_ not in stored]
     if not fresh:
