@@ -274,6 +274,8 @@ async def main() -> None:
                 continue
             records = everything[:size]
             queries = readings(records, args.queries, seed=size)
+            gc.collect()
+            gc.freeze()  # this size's list of records and its readings, for the same reason
 
             async def work(url: str, records: list[Record] = records, queries: dict = queries) -> dict:
                 return await measure(url, records, queries, args.scan_queries)
