@@ -12,7 +12,9 @@ Two clients run the same rounds:
   pool, so that the client's own CPU time (one Python process on the machine's cores, shared with
   the database) weighs as little as possible on what is measured: whether the database runs appends
   on different chains side by side.
-Each ratio is the median of `--rounds` rounds. Every chain is verified at the end. The benchmark runs
+Each ratio is the median of `--rounds` rounds. Each concurrent phase also prints how busy the client
+process was (CPU time over wall time: 100% means the client's one core was the limit) and, on Linux,
+how busy the machine's cores were. Every chain is verified at the end. The benchmark runs
 on uvloop, the event loop the server runs on (uvicorn takes it when it is installed).
 Target on PostgreSQL: concurrent/sequential >= 3.
 
@@ -23,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -75,23 +79,57 @@ def driver_appender(pool: asyncpg.Pool) -> Appender:
     return append_many
 
 
-async def one_round(append_many: Appender, concurrency: int, per_chain: int) -> tuple[float, float, float]:
-    """Seconds for: the appends one at a time, from concurrent chains, from concurrent tasks on one chain."""
+async def _keep_session_state(connection: asyncpg.Connection) -> None:
+    """The pool's reset hook: nothing to reset (the appends leave no session state behind; the pool
+    still rolls back a transaction left open)."""
+
+
+def machine_busy_seconds() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine so far, summed over its cores (Linux only)."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(value) for value in stat.readline().split()[1:]]
+    except OSError:
+        return None
+    per_second = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    return (sum(ticks) - idle) / per_second, sum(ticks) / per_second
+
+
+@dataclass(frozen=True)
+class Round:
+    sequential: float
+    concurrent: float
+    same_chain: float
+    client_cpu: float
+    """CPU seconds this process (the client) used during the concurrent phase."""
+    machine_busy: float | None
+    """Share of the machine's cores busy (client, database and anything else) during that phase."""
+
+
+async def one_round(append_many: Appender, concurrency: int, per_chain: int) -> Round:
+    """Times the appends one at a time, from concurrent chains, and from concurrent tasks on one chain."""
     started = time.perf_counter()
     for _ in range(concurrency):
         await append_many(uuid.uuid4(), per_chain)
     sequential = time.perf_counter() - started
 
+    machine_before, cpu_before = machine_busy_seconds(), time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(append_many(uuid.uuid4(), per_chain) for _ in range(concurrency)))
     concurrent = time.perf_counter() - started
+    client_cpu = time.process_time() - cpu_before
+    machine_after = machine_busy_seconds()
+    machine_busy = None
+    if machine_before is not None and machine_after is not None and machine_after[1] > machine_before[1]:
+        machine_busy = (machine_after[0] - machine_before[0]) / (machine_after[1] - machine_before[1])
 
     one_chain = uuid.uuid4()
     await append_many(one_chain, 1)
     started = time.perf_counter()
     await asyncio.gather(*(append_many(one_chain, per_chain) for _ in range(concurrency)))
     same_chain = time.perf_counter() - started
-    return sequential, concurrent, same_chain
+    return Round(sequential, concurrent, same_chain, client_cpu, machine_busy)
 
 
 async def report(name: str, append_many: Appender, args: argparse.Namespace) -> None:
@@ -103,14 +141,16 @@ async def report(name: str, append_many: Appender, args: argparse.Namespace) -> 
     ]
     total = args.concurrency * args.appends_per_chain
     print(f"{name}: {total:,} appends per phase, {args.rounds} rounds")
-    for sequential, concurrent, same_chain in rounds:
+    for one in rounds:
+        busy = f"{one.machine_busy:4.0%}" if one.machine_busy is not None else "   ?"
         print(
-            f"  one at a time {total / sequential:6,.0f}/s"
-            f"   {args.concurrency} chains {total / concurrent:6,.0f}/s"
-            f"   one chain {total / same_chain:6,.0f}/s"
+            f"  one at a time {total / one.sequential:6,.0f}/s"
+            f"   {args.concurrency} chains {total / one.concurrent:6,.0f}/s"
+            f" (client CPU {one.client_cpu / one.concurrent:4.0%} of one core, machine {busy} busy)"
+            f"   one chain {total / one.same_chain:6,.0f}/s"
         )
-    ratio = statistics.median(sequential / concurrent for sequential, concurrent, _ in rounds)
-    chains = statistics.median(same_chain / concurrent for _, concurrent, same_chain in rounds)
+    ratio = statistics.median(one.sequential / one.concurrent for one in rounds)
+    chains = statistics.median(one.same_chain / one.concurrent for one in rounds)
     print(f"  ratio concurrent/sequential = {ratio:.2f} (median; target >= 3 on PostgreSQL)")
     print(f"  ratio different chains/one chain = {chains:.2f} (median; above 1: chains do not wait)")
 
@@ -118,7 +158,10 @@ async def report(name: str, append_many: Appender, args: argparse.Namespace) -> 
 async def measure(url: str, dsn: str, args: argparse.Namespace) -> None:
     size = args.concurrency + 2
     engine = create_engine(url, pool_size=size, max_overflow=0, pool_pre_ping=False)
-    pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size)
+    # No reset query on release: asyncpg's pool otherwise sends one (a fourth round trip per append)
+    # that the service's SQLAlchemy pool does not; each append is then BEGIN, the statement, COMMIT
+    # on both clients.
+    pool = await asyncpg.create_pool(dsn, min_size=size, max_size=size, reset=_keep_session_state)
     try:
         await report(
             "service path (audit_log.append in an AsyncSession)",
