@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import random
 import subprocess
 import sys
 import uuid
@@ -21,9 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.conftest import TEST_SECRET, TEST_SIGNING_KEY, Tokens, submission
 from tracing.audit.bundle import verify_bundle
 from tracing.audit.chain import canonical_bytes
-from tracing.audit.log import verify_everything
+from tracing.audit.log import Append, append, append_many, trail, verify_everything
 from tracing.audit.signing import Signer, generate_private_pem
 from tracing.db import create_engine, create_sessionmaker
+from tracing.models.types import utcnow
 
 PUBLIC_PEM = Signer.from_private_pem(TEST_SIGNING_KEY).public_pem
 
@@ -422,3 +424,53 @@ async def test_concurrent_moves_on_fifty_requests_all_succeed_and_verify(
         report = await verify_everything(session, PUBLIC_PEM)
     assert report.valid
     assert (report.chains, report.entries) == (50, 101)
+
+
+async def _append_one_each(engine: AsyncEngine, chains: list[uuid.UUID]) -> None:
+    async with create_sessionmaker(engine)() as session:
+        for chain in chains:
+            await append(session, chain_id=chain, action="submit", at=utcnow(), content={"n": 0})
+        await session.commit()
+
+
+async def test_many_entries_appended_at_once_chain_like_single_appends(engine: AsyncEngine) -> None:
+    """`append_many` (the webhook worker's batches): several chains, old and new, interleaved."""
+    old, other, new = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await _append_one_each(engine, [old, other])
+    at = utcnow()
+    batch = [Append(old, "notification", at, {"n": 1}), Append(other, "notification", at, {"n": 1})]
+    batch += [Append(new, "notification", at, {"n": 1}), Append(old, "notification", at, {"n": 2})]
+    async with create_sessionmaker(engine)() as session:
+        appended = await append_many(session, batch)
+        await session.commit()
+    assert [(a.chain_id, a.seq) for a in appended] == [(old, 2), (other, 2), (new, 1), (old, 3)]
+    async with create_sessionmaker(engine)() as session:
+        await append(session, chain_id=old, action="close", at=utcnow(), content={"n": 3})
+        await session.commit()
+        report = await verify_everything(session, PUBLIC_PEM)
+        old_trail = await trail(session, old)
+    assert report.valid and (report.chains, report.entries) == (3, 7)
+    assert [json.loads(e.canonical)["n"] for e in old_trail.entries] == [0, 1, 2, 3]
+    assert old_trail.head is not None and old_trail.head.seq == 4
+
+
+async def test_concurrent_batches_over_the_same_chains_all_commit_and_stay_unbroken(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite runs one writing transaction at a time: batches cannot wait on each other")
+    chains = [uuid.uuid4() for _ in range(5)]
+    await _append_one_each(engine, chains)
+
+    async def batch(number: int) -> None:
+        order = random.Random(number).sample(chains, len(chains))  # each batch in its own order
+        async with create_sessionmaker(engine)() as session:
+            await append_many(
+                session, [Append(c, "notification", utcnow(), {"batch": number}) for c in order]
+            )
+            await session.commit()
+
+    await asyncio.gather(*(batch(number) for number in range(16)))
+    async with create_sessionmaker(engine)() as session:
+        report = await verify_everything(session, PUBLIC_PEM)
+    assert report.valid and (report.chains, report.entries) == (5, 5 * 17)

@@ -4,6 +4,7 @@ the faults a receiver can throw at us (down, slow, 500, 410, redirect, huge answ
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,8 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from tests.conftest import Tokens, submission
+from tests.conftest import TEST_SIGNING_KEY, Tokens, submission
 from tests.receiver import Receiver, Reply, free_port_with_nothing_listening
+from tracing.audit.bundle import verify_bundle
+from tracing.audit.signing import Signer
 from tracing.config import Settings
 from tracing.models.types import utcnow
 from tracing.notify.delivery import DeliveryWorker, retry_delay
@@ -375,3 +378,105 @@ async def test_overdue_sweep_notifies_the_holder_by_webhook(
         overdue = Webhook(secret).verify(receiver.received[-1].body, receiver.received[-1].headers)
     assert overdue["type"] == "request.overdue"
     assert overdue["data"]["missed"] == "acknowledge"
+
+
+# ---- the audit trail of deliveries -------------------------------------------------------------
+
+
+async def audit_trail(client: httpx.AsyncClient, tokens: Tokens, request_id: str) -> list[dict]:
+    """The request's audit entries, each with its canonical content parsed; asserts the chain verifies."""
+    response = await client.get(f"/v1/trace-requests/{request_id}/audit", headers=tokens.investigator)
+    assert response.status_code == 200, response.text
+    assert response.json()["verification"]["valid"] is True
+    return [entry | {"content": json.loads(entry["canonical"])} for entry in response.json()["entries"]]
+
+
+async def test_a_delivered_notification_is_kept_in_the_requests_audit_trail_and_bundle(
+    client: httpx.AsyncClient, tokens: Tokens, world: None, worker: DeliveryWorker, receiver: Receiver
+) -> None:
+    await hook(client, tokens, receiver.url)
+    request_id = await forward_new_request(client, tokens)
+    assert [e["action"] for e in await audit_trail(client, tokens, request_id)] == ["submit", "forward"]
+    assert await worker.run_once() == 1
+
+    entries = await audit_trail(client, tokens, request_id)
+    assert [e["action"] for e in entries] == ["submit", "forward", "notification"]
+    (received,) = receiver.received
+    (delivery,) = await deliveries(client, tokens)
+    notified = entries[-1]["content"]
+    assert notified["payload"] == json.loads(received.body)  # exactly what the receiver was sent
+    assert (notified["delivery"], notified["to_agency"], notified["status"]) == (
+        delivery["id"],
+        "RU-NCP",
+        "delivered",
+    )
+    assert (notified["attempts"], notified["status_code"], notified["reason"]) == (1, 200, None)
+    assert "127.0.0.1" not in entries[-1]["canonical"] and "/hook" not in entries[-1]["canonical"]
+    assert entries[-1]["at"] == delivery["delivered_at"]
+
+    response = await client.get(f"/v1/trace-requests/{request_id}/audit/bundle", headers=tokens.ncp("RU"))
+    problems, payload = verify_bundle(response.text, Signer.from_private_pem(TEST_SIGNING_KEY).public_pem)
+    assert problems == []
+    assert payload is not None
+    assert [e["seq"] for e in payload["audit"]["entries"]] == [1, 2, 3]
+    assert len(payload["exchanges"]) == 2
+
+    assert await worker.run_once() == 0  # nothing more posted, nothing more appended
+    assert len(await audit_trail(client, tokens, request_id)) == 3
+
+
+async def test_retries_add_nothing_to_the_audit_trail_until_the_delivery_fails_for_good(
+    client: httpx.AsyncClient, tokens: Tokens, world: None, app: FastAPI, settings: Settings, clock: Clock
+) -> None:
+    worker = DeliveryWorker(
+        app.state.sessionmaker, worker_settings(settings, webhook_retry_hours=1), clock=clock, sweep=False
+    )
+    port = await free_port_with_nothing_listening()
+    await hook(client, tokens, f"http://127.0.0.1:{port}/hook")
+    request_id = await forward_new_request(client, tokens)
+    try:
+        await worker.run_once()
+        clock.advance(minutes=30)
+        await worker.run_once()
+        (delivery,) = await deliveries(client, tokens)
+        assert (delivery["status"], delivery["attempts"]) == ("pending", 2)
+        assert [e["action"] for e in await audit_trail(client, tokens, request_id)] == ["submit", "forward"]
+
+        clock.advance(hours=1)
+        await worker.run_once()
+    finally:
+        await worker.aclose()
+    (delivery,) = await deliveries(client, tokens)
+    assert (delivery["status"], delivery["attempts"]) == ("failed", 3)
+    entries = await audit_trail(client, tokens, request_id)
+    assert [e["action"] for e in entries] == ["submit", "forward", "notification"]
+    notified = entries[-1]["content"]
+    assert (notified["status"], notified["attempts"], notified["status_code"]) == ("failed", 3, None)
+    assert notified["reason"] == "the receiver could not be reached or did not answer in time"
+    assert notified["payload"]["trace_request_id"] == request_id
+
+
+async def test_deliveries_failed_by_a_410_are_each_kept_in_their_requests_audit_trail(
+    client: httpx.AsyncClient, tokens: Tokens, world: None, worker: DeliveryWorker, clock: Clock
+) -> None:
+    replies = iter([Reply(status=500), Reply(status=410)])
+    async with Receiver(lambda _: next(replies)) as receiver:
+        await hook(client, tokens, receiver.url)
+        waiting = await forward_new_request(client, tokens)
+        await worker.run_once()  # 500: due again later
+        gone = await forward_new_request(client, tokens, case_reference="NE/2")
+        await worker.run_once()  # only the new one is due: 410, which also fails the waiting one
+    assert len(receiver.received) == 2
+
+    by_request = {}
+    for request_id in (waiting, gone):
+        entries = await audit_trail(client, tokens, request_id)
+        assert [e["action"] for e in entries] == ["submit", "forward", "notification"]
+        by_request[request_id] = entries[-1]["content"]
+    assert (by_request[gone]["status"], by_request[gone]["status_code"]) == ("failed", 410)
+    assert by_request[gone]["reason"] == "the receiver answered 410"
+    assert (by_request[waiting]["status"], by_request[waiting]["attempts"]) == ("failed", 1)
+    assert (
+        by_request[waiting]["reason"] == "not sent again: the receiver answered 410 Gone to another delivery"
+    )
+    assert by_request[waiting]["payload"]["trace_request_id"] == waiting

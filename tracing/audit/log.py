@@ -117,6 +117,63 @@ async def append(
     return Appended(chain_id, seq, digest)
 
 
+@dataclass(frozen=True)
+class Append:
+    """One entry to append with `append_many`."""
+
+    chain_id: uuid.UUID
+    action: str
+    at: dt.datetime
+    content: dict[str, Any]
+
+
+async def append_many(session: AsyncSession, appends: list[Append]) -> list[Appended]:
+    """Append several entries, to one chain or to many, in the caller's transaction, with four
+    statements whatever their number: the heads are read and locked in one query (in chain order, so
+    two callers never wait on each other in a cycle), the entries are chained here and written in one
+    multi-row insert, and the heads are created or moved. Entries of one chain follow the order given.
+    For callers that record many things at once (the webhook worker's batches); a command appends its
+    one entry with `append`."""
+    if not appends:
+        return []
+    chains = sorted({item.chain_id for item in appends})
+    statement = (
+        select(AuditHead.chain_id, AuditHead.seq, AuditHead.hash)
+        .where(AuditHead.chain_id.in_(chains))
+        .order_by(AuditHead.chain_id)
+        .with_for_update()
+    )
+    heads = {row.chain_id: (row.seq, bytes(row.hash)) for row in await session.execute(statement)}
+    existing = set(heads)
+    moved_at: dict[uuid.UUID, dt.datetime] = {}
+    rows, appended = [], []
+    for item in appends:
+        seq, prev_hash = heads.get(item.chain_id, (0, GENESIS))
+        values = entry_values(
+            chain_id=item.chain_id,
+            seq=seq + 1,
+            prev_hash=prev_hash,
+            action=item.action,
+            at=item.at,
+            content=item.content,
+        )
+        rows.append(values)
+        heads[item.chain_id] = (seq + 1, values["hash"])
+        moved_at[item.chain_id] = item.at
+        appended.append(Appended(item.chain_id, seq + 1, values["hash"]))
+    await session.execute(sa.insert(AuditEntry), rows)
+    new_heads, moved_heads = [], []
+    for chain_id, at in moved_at.items():
+        seq, digest = heads[chain_id]
+        row = {"chain_id": chain_id, "seq": seq, "hash": digest, "updated_at": at}
+        (moved_heads if chain_id in existing else new_heads).append(row)
+    if new_heads:
+        await session.execute(sa.insert(AuditHead), new_heads)
+    if moved_heads:
+        await session.execute(sa.update(AuditHead), moved_heads)  # by primary key, one per chain
+    return appended
+
+
 _SEQ_MARK = 9_087_654_321_234_567_890
 """Stands in for the sequence number in canonical bytes built before the number is known."""
 

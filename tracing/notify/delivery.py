@@ -18,6 +18,9 @@ stops its deliveries; anything else is retried with exponential backoff and jitt
 retry window (at least 24 hours from the first failure) closes, then the delivery is failed and
 may be redelivered from the API.
 
+A delivery's end (delivered, or failed for good) is appended to its trace request's audit trail in
+the transaction that records it: what was posted, to which agency, and how it ended.
+
 The worker survives the database going away: errors are logged and the loop backs off and carries
 on. It also runs the overdue sweep at its interval. Time comes from an injectable clock.
 """
@@ -43,6 +46,7 @@ from sqlmodel import select
 from standardwebhooks.webhooks import Webhook
 
 from tracing import __version__
+from tracing.audit import log as audit_log
 from tracing.config import Settings
 from tracing.errors import TracingError
 from tracing.models.agency import Agency
@@ -73,19 +77,58 @@ def retry_delay(attempts: int, *, base: float, cap: float, rng: Callable[[], flo
     return ceiling / 2 + rng() * ceiling / 2
 
 
+def webhook_payload(event: Event) -> dict[str, object]:
+    """The posted object: the same as an item of the event feed."""
+    return {
+        "id": str(event.id),
+        "type": event.type.value,
+        "at": iso_utc(event.at),
+        "trace_request_id": str(event.trace_request_id) if event.trace_request_id else None,
+        "data": event.data,
+    }
+
+
 def webhook_body(event: Event) -> str:
-    """The posted JSON: the same object as an item of the event feed."""
-    return json.dumps(
-        {
-            "id": str(event.id),
-            "type": event.type.value,
-            "at": iso_utc(event.at),
-            "trace_request_id": str(event.trace_request_id) if event.trace_request_id else None,
-            "data": event.data,
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    return json.dumps(webhook_payload(event), separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Notified:
+    """A delivery that reached its end (delivered, or failed for good): what its audit entry says.
+
+    Every party of the request reads its trail, so the entry says why a delivery failed in fixed
+    words (`audit_reason`), never with the recipient's webhook host or addresses that the attempt
+    log shows to the recipient's own users."""
+
+    delivery_id: uuid.UUID
+    event: Event
+    agency: str
+    status: DeliveryStatus
+    attempts: int
+    status_code: int | None
+    reason: str | None
+    at: dt.datetime
+
+    def audit_content(self) -> dict[str, object]:
+        return {
+            "delivery": str(self.delivery_id),
+            "to_agency": self.agency,
+            "status": self.status.value,
+            "attempts": self.attempts,
+            "status_code": self.status_code,
+            "reason": self.reason,
+            "payload": webhook_payload(self.event),
+        }
+
+
+def audit_reason(result: PostResult) -> str | None:
+    if result.verdict is Verdict.delivered:
+        return None
+    if result.verdict is Verdict.refused:
+        return "not sent: the agency's webhook address was refused, removed or disabled"
+    if result.status_code is not None:
+        return f"the receiver answered {result.status_code}"
+    return "the receiver could not be reached or did not answer in time"
 
 
 def signed_headers(secret: str, event_id: uuid.UUID, body: str, at: dt.datetime) -> dict[str, str]:
@@ -152,6 +195,7 @@ class Outcome:
     claimed: Claimed
     result: PostResult
     at: dt.datetime
+    event: Event
 
 
 _DATABASE_ERRORS = (sa.exc.SQLAlchemyError, OSError, ConnectionError)
@@ -384,7 +428,7 @@ class DeliveryWorker:
             result = await self._post(job.event, job.agency)
         except Exception as exc:  # noqa: BLE001 (recorded as the attempt's error, then retried)
             result = PostResult(Verdict.retry, error=f"{exc.__class__.__name__} while posting")
-        return Outcome(job.claimed, result, self.clock())
+        return Outcome(job.claimed, result, self.clock(), job.event)
 
     async def _post(self, event: Event, agency: Agency | None) -> PostResult:
         if agency is None or not agency.webhook_url or not agency.webhook_secret:
@@ -507,9 +551,24 @@ class DeliveryWorker:
         ]
         if attempts:
             await session.execute(sa.insert(DeliveryAttempt.__table__), attempts)
+        notified = [
+            Notified(
+                delivery_id,
+                outcome.event,
+                outcome.claimed.agency,
+                changes[delivery_id]["status"],
+                outcome.claimed.attempts + 1,
+                outcome.result.status_code,
+                audit_reason(outcome.result),
+                outcome.at,
+            )
+            for delivery_id, outcome in latest.items()
+            if delivery_id in recorded and "status" in changes[delivery_id]
+        ]
         for delivery_id, outcome in latest.items():
             if delivery_id in recorded and outcome.result.verdict is Verdict.gone:
-                await _disable_webhook(session, outcome.claimed.agency, outcome.at)
+                notified += await _disable_webhook(session, outcome.claimed.agency, outcome.at)
+        await audit_notifications(session, notified)
         for delivery_id in latest.keys() - recorded:
             log.info("delivery_claim_lost", delivery=str(delivery_id))
         return [(latest[d], changes[d]) for d in latest if d in recorded]
@@ -544,8 +603,20 @@ _RECORDED_COLUMNS = (
 )
 
 
-async def _disable_webhook(session: AsyncSession, agency: str, now: dt.datetime) -> None:
-    """410 Gone: stop sending to this agency until an admin sets its webhook URL again."""
+async def audit_notifications(session: AsyncSession, notified: list[Notified]) -> None:
+    """Append each finished delivery to its trace request's audit trail, in the caller's transaction
+    (the one that records the delivery's end)."""
+    appends = [
+        audit_log.Append(item.event.trace_request_id, "notification", item.at, item.audit_content())
+        for item in sorted(notified, key=lambda item: item.at)
+        if item.event.trace_request_id is not None
+    ]
+    await audit_log.append_many(session, appends)
+
+
+async def _disable_webhook(session: AsyncSession, agency: str, now: dt.datetime) -> list[Notified]:
+    """410 Gone: stop sending to this agency until an admin sets its webhook URL again. Its other
+    pending deliveries fail with it; returns them for the audit trail."""
     reason = "the receiver answered 410 Gone"
     await session.execute(
         sa.update(Agency)
@@ -553,12 +624,34 @@ async def _disable_webhook(session: AsyncSession, agency: str, now: dt.datetime)
         .values(webhook_disabled_at=now, webhook_disabled_reason=reason)
         .execution_options(synchronize_session=False)
     )
-    await session.execute(
-        sa.update(WebhookDelivery)
-        .where(WebhookDelivery.agency == agency, WebhookDelivery.status == DeliveryStatus.pending)
-        .values(status=DeliveryStatus.failed, failed_at=now, updated_at=now, last_error=f"{reason} earlier")
-        .execution_options(synchronize_session=False)
-    )
+    failed = (
+        await session.execute(
+            sa.update(WebhookDelivery)
+            .where(WebhookDelivery.agency == agency, WebhookDelivery.status == DeliveryStatus.pending)
+            .values(
+                status=DeliveryStatus.failed, failed_at=now, updated_at=now, last_error=f"{reason} earlier"
+            )
+            .returning(WebhookDelivery.id, WebhookDelivery.event_id, WebhookDelivery.attempts)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
+    if not failed:
+        return []
+    events = await session.execute(select(Event).where(Event.id.in_([row.event_id for row in failed])))
+    by_id = {event.id: event for event in events.scalars()}
+    return [
+        Notified(
+            row.id,
+            by_id[row.event_id],
+            agency,
+            DeliveryStatus.failed,
+            row.attempts,
+            None,
+            "not sent again: the receiver answered 410 Gone to another delivery",
+            now,
+        )
+        for row in failed
+    ]
 
 
 async def _read_bounded(response: httpx.Response, limit: int) -> None:
