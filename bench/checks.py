@@ -6,7 +6,8 @@ What is checked:
   its exchange at the step's sequence number, by the same action; the request's state and version
   are the last the client saw (one step more is allowed only where a fault left a move in doubt);
 - nothing is half-written: each request has exactly `version` exchanges, numbered 1..version, and
-  exactly `version` audit entries, with the chain head at `version`;
+  exactly `version` audit entries of exchanges, with the chain head after every entry of its chain
+  (cross-check results and webhook deliveries add entries of their own);
 - nothing appeared that no client asked for: every request in the database is one the ledger
   holds, or the one a submission in doubt may have created (its Idempotency-Key says which);
 - every audit chain and the latest checkpoint verify (`tracing.audit.log.verify_everything`);
@@ -26,10 +27,13 @@ from bench.workload import Ledger
 from tracing.audit.log import verify_everything
 from tracing.db import create_engine, create_sessionmaker
 from tracing.models.audit import AuditCheckpoint, AuditEntry, AuditHead
-from tracing.models.exchange import Exchange
+from tracing.models.exchange import Action, Exchange
 from tracing.models.trace_request import IdempotencyKey, TraceRequest
 
 MAX_PROBLEMS_SHOWN = 20
+
+
+_EXCHANGE_ACTIONS = {action.value for action in Action}
 
 
 @dataclass
@@ -83,13 +87,16 @@ async def _check_requests(session: AsyncSession, ledger: Ledger, verdict: Verdic
         sa.select(Exchange.trace_request_id, Exchange.seq, Exchange.action, Exchange.actor)
     ):
         exchanges[request_id][seq] = (action.value, actor)
-    entries = dict(
-        (
-            await session.execute(
-                sa.select(AuditEntry.chain_id, sa.func.count()).group_by(AuditEntry.chain_id)
-            )
-        ).all()
-    )
+    entries: dict[uuid.UUID, int] = defaultdict(int)
+    exchange_entries: dict[uuid.UUID, int] = defaultdict(int)
+    for chain_id, action, count in await session.execute(
+        sa.select(AuditEntry.chain_id, AuditEntry.action, sa.func.count()).group_by(
+            AuditEntry.chain_id, AuditEntry.action
+        )
+    ):
+        entries[chain_id] += count
+        if action in _EXCHANGE_ACTIONS:
+            exchange_entries[chain_id] += count
     heads = dict((await session.execute(sa.select(AuditHead.chain_id, AuditHead.seq))).all())
     keys = {
         (agency, subject, key): request_id
@@ -111,10 +118,11 @@ async def _check_requests(session: AsyncSession, ledger: Ledger, verdict: Verdic
         seqs = sorted(exchanges.get(request_id, {}))
         if seqs != list(range(1, row.version + 1)):
             problems.append(f"{request_id} is at version {row.version} but has exchanges {seqs}")
-        if entries.get(request_id) != row.version or heads.get(request_id) != row.version:
+        if exchange_entries[request_id] != row.version or heads.get(request_id) != entries[request_id]:
             problems.append(
-                f"{request_id} is at version {row.version} but has {entries.get(request_id, 0)} audit"
-                f" entries and its chain head at {heads.get(request_id)}"
+                f"{request_id} is at version {row.version} but has {exchange_entries[request_id]} audit"
+                f" entries of exchanges, {entries[request_id]} in all, and its chain head at"
+                f" {heads.get(request_id)}"
             )
 
     # Everything acknowledged is there, as the client last saw it.

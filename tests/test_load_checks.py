@@ -15,7 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from bench.checks import check_database, outbox_problems
 from bench.workload import Case, Ledger, Step
 from tests.conftest import TEST_SIGNING_KEY, Tokens, submission
+from tracing.audit.log import append
 from tracing.audit.signing import Signer
+from tracing.db import create_engine, create_sessionmaker
+from tracing.models.types import utcnow
 
 
 @pytest.fixture
@@ -72,6 +75,17 @@ async def test_database_checks_hold_the_service_to_what_it_acknowledged(
     verdict = await check_database(database_url, Ledger(cases=[case]), public_pem)
     assert verdict.ok, verdict.problems
     assert verdict.counts["audit chains verified"] == 1
+
+    # An entry that records no exchange (a webhook delivery's end) is not a half-written exchange:
+    engine = create_engine(database_url)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            await append(session, chain_id=case.id, action="notification", at=utcnow(), content={})
+            await session.commit()
+    finally:
+        await engine.dispose()
+    verdict = await check_database(database_url, Ledger(cases=[case]), public_pem)
+    assert verdict.ok, verdict.problems
 
     # A forward the client was told about but the database does not hold:
     case.steps.append(Step(2, "forward", "forwarded", acknowledged=True))
